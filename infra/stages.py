@@ -1,0 +1,74 @@
+"""One ``Stage`` subclass per environment type. A stage composes the stacks of one environment
+(stateful data stack now; stateless stacks beside it) and owns its tags and security gates."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from data_lake.infrastructure import StatePolicy
+from infra.config import StageConfig, StageKind
+from stacks.data_stack import DataStack
+
+
+class MlopsStage(cdk.Stage):
+    """Base: builds the stacks of one stage from its :class:`StageConfig`."""
+
+    removal_policy: ClassVar[cdk.RemovalPolicy] = cdk.RemovalPolicy.RETAIN
+    auto_delete_objects: ClassVar[bool] = False
+    termination_protection: ClassVar[bool] = False
+
+    def __init__(self, scope: Construct, *, config: StageConfig) -> None:
+        env = config.environment
+        super().__init__(
+            scope,
+            config.stage_id,
+            env=cdk.Environment(account=env.account, region=env.region),
+        )
+        self.config = config
+        state = StatePolicy(
+            removal_policy=self.removal_policy, auto_delete_objects=self.auto_delete_objects
+        )
+        naming = config.naming
+        description = f"{config.project} {config.env_name} ({config.branch})"
+        self.data = DataStack(
+            self,
+            "Data",
+            stack_name=naming.stack("data"),
+            description=f"{description}: data lake, Glue catalog and ETL, Athena (stateful)",
+            termination_protection=self.termination_protection,
+            config=config,
+            state=state,
+        )
+        # Aspects and tags on the App do not reach into a Stage: apply them here.
+        for key, value in config.tags.items():
+            cdk.Tags.of(self).add(key, value)
+
+
+class DevStage(MlopsStage):
+    """Shared dev: data kept on stack deletion, no termination protection."""
+
+
+class StagingStage(MlopsStage):
+    """Shared staging: as dev; the gate before prod."""
+
+
+class ProdStage(MlopsStage):
+    """Prod: stateful resources retained on deletion and replacement, stacks protected."""
+
+    termination_protection = True
+
+
+class EphemeralStage(MlopsStage):
+    """A feature branch's stage in the dev account: everything goes away with the branch."""
+
+    removal_policy = cdk.RemovalPolicy.DESTROY
+    auto_delete_objects = True
+
+
+def stage_class(config: StageConfig) -> type[MlopsStage]:
+    if config.kind is StageKind.EPHEMERAL:
+        return EphemeralStage
+    return {"dev": DevStage, "staging": StagingStage, "prod": ProdStage}[config.env_name]

@@ -1,0 +1,40 @@
+"""Stateful stack: the data layer. Holds everything that must never be replaced by accident."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from data_lake.infrastructure import DataLake, StatePolicy
+from infra.config import StageConfig
+
+
+class DataStack(cdk.Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: StageConfig,
+        state: StatePolicy,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        self.lake = DataLake(
+            self,
+            "DataLake",
+            naming=config.naming,
+            retention=config.environment.retention,
+            state=state,
+        )
+        for name, value in (
+            ("RawBucketName", self.lake.raw_bucket.bucket_name),
+            ("CuratedBucketName", self.lake.curated_bucket.bucket_name),
+            ("ArtifactsBucketName", self.lake.artifacts_bucket.bucket_name),
+            ("GlueDatabaseName", self.lake.database_name),
+            ("EtlJobName", self.lake.etl_job_name),
+            ("AthenaWorkgroupName", self.lake.workgroup_name),
+        ):
+            cdk.CfnOutput(self, name, value=value)
