@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import cx_api
 
 from infra.compliance import RULE_PACKS, ComplianceError, enforce
 from infra.config import CONTEXT_KEY, AppConfig, ConfigError, load_config
@@ -79,7 +81,18 @@ def summary(config: AppConfig, branch: str, stages: list[MlopsStage], packs: int
     }
 
 
-def synthesize(context: Mapping[str, Any] | None = None, outdir: str | None = None) -> cdk.App:
+@dataclass(frozen=True)
+class Synthesized:
+    app: cdk.App
+    stages: list[MlopsStage]
+    assembly: cx_api.CloudAssembly
+    report: dict[str, Any]
+
+    def stage(self, stage_id: str) -> MlopsStage:
+        return next(s for s in self.stages if s.stage_name == stage_id)
+
+
+def synthesize(context: Mapping[str, Any] | None = None, outdir: str | None = None) -> Synthesized:
     """Build, gate and synthesize. Raises ConfigError / ComplianceError."""
     app = cdk.App(context=dict(context) if context is not None else None, outdir=outdir)
     config = load_config(app.node.try_get_context(CONTEXT_KEY))
@@ -91,7 +104,7 @@ def synthesize(context: Mapping[str, Any] | None = None, outdir: str | None = No
     assembly = app.synth()
     report = summary(config, branch, stages, packs)
     Path(assembly.directory, SUMMARY_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    return app
+    return Synthesized(app=app, stages=stages, assembly=assembly, report=report)
 
 
 def main() -> None:

@@ -61,3 +61,22 @@ class Naming:
 
     def stack(self, suffix: str) -> str:
         return self.resource(suffix, 128)
+
+    # Names shared between capabilities (the model-build pipeline registers into the group the
+    # deployment workflow listens to, and so on): defined once here.
+    @property
+    def model_package_group(self) -> str:
+        return self.resource("models")
+
+    @property
+    def pipeline(self) -> str:
+        return self.resource("model-build")
+
+    @property
+    def endpoint(self) -> str:
+        return self.resource("endpoint")
+
+    @property
+    def sagemaker_project_tag(self) -> str:
+        """Value of the ``sagemaker:project-name`` tag that groups resources in Studio."""
+        return self.prefix

