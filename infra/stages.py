@@ -10,7 +10,7 @@ from constructs import Construct
 
 from data_lake.infrastructure import StatePolicy
 from infra.config import StageConfig, StageKind
-from stacks.data_stack import DataStack
+from stacks.stateful_stack import StatefulStack
 
 
 class MlopsStage(cdk.Stage):
@@ -33,11 +33,11 @@ class MlopsStage(cdk.Stage):
         )
         naming = config.naming
         description = f"{config.project} {config.env_name} ({config.branch})"
-        self.data = DataStack(
+        self.stateful = StatefulStack(
             self,
-            "Data",
-            stack_name=naming.stack("data"),
-            description=f"{description}: data lake, Glue catalog and ETL, Athena (stateful)",
+            "Stateful",
+            stack_name=naming.stack("stateful"),
+            description=f"{description}: data lake, Glue, Athena, model registry (stateful)",
             termination_protection=self.termination_protection,
             config=config,
             state=state,

@@ -14,7 +14,7 @@ DATA_BUCKETS = ("RawBucket", "CuratedBucket", "ArtifactsBucket")
 
 
 def data_template(templates: dict[str, Any], stage: str) -> dict[str, Any]:
-    return templates[stage]["Data"]
+    return templates[stage]["Stateful"]
 
 
 def bucket(template: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
@@ -227,7 +227,7 @@ def test_athena_workgroup_enforces_encrypted_results(stage_template: dict[str, A
     )
 
 
-STATEFUL_TYPES = ("AWS::KMS::Key", "AWS::S3::Bucket")
+STATEFUL_TYPES = ("AWS::KMS::Key", "AWS::S3::Bucket", "AWS::SageMaker::ModelPackageGroup")
 
 
 def test_prod_retains_stateful_resources_on_delete_and_replace(templates: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Stateful stack: the data layer. Holds everything that must never be replaced by accident."""
+"""Stateful stack: the data layer and the model registry — everything that must never be replaced
+by accident. Stateless stacks (pipeline, deployment) sit beside it and take what they need."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from constructs import Construct
 
 from data_lake.infrastructure import DataLake, StatePolicy
 from infra.config import StageConfig
+from pipelines.model_build.registry import ModelRegistry
 
 
-class DataStack(cdk.Stack):
+class StatefulStack(cdk.Stack):
     def __init__(
         self,
         scope: Construct,
@@ -29,7 +31,15 @@ class DataStack(cdk.Stack):
             retention=config.environment.retention,
             state=state,
         )
+        self.registry = ModelRegistry(
+            self,
+            "ModelRegistry",
+            group_name=config.naming.model_package_group,
+            description=f"{config.naming.prefix}: models built by the model-build pipeline",
+            removal_policy=state.removal_policy,
+        )
         for name, value in (
+            ("ModelPackageGroupName", self.registry.group_name),
             ("RawBucketName", self.lake.raw_bucket.bucket_name),
             ("CuratedBucketName", self.lake.curated_bucket.bucket_name),
             ("ArtifactsBucketName", self.lake.artifacts_bucket.bucket_name),
