@@ -62,7 +62,8 @@ deploy: install ## deploy one stage: BRANCH=feat/x, or ENV=dev|staging|prod on t
 diff: install ## diff one stage against what is deployed
 	cdk diff $(CDK_CONTEXT) '$(STAGE)/*'
 
-destroy: install ## tear down one branch stage: make destroy BRANCH=feat/x
+destroy: install ## tear down one branch stage (endpoint, models, stacks): make destroy BRANCH=feat/x
+	$(PY) -m infra.teardown $(if $(BRANCH),--branch '$(BRANCH)',)
 	cdk destroy $(CDK_CONTEXT) '$(STAGE)/*'
 
 clean: ## remove build outputs (keeps the venv and node_modules)

@@ -1,0 +1,113 @@
+"""Removes what a branch stage created at run time, before ``cdk destroy`` removes its stacks.
+
+The deployment workflow creates the endpoint, endpoint configs and models (not CloudFormation),
+and the pipeline registers model versions, which block deleting the Model Package Group. Only
+ephemeral (branch) stages are ever touched: shared stages keep their models and endpoints.
+
+``python -m infra.teardown --branch feat/x [--yes]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from infra.app_builder import current_git_branch, load_cdk_json_context, resolve_branch
+from infra.config import CONTEXT_KEY, ConfigError, StageConfig, StageKind, load_config
+
+
+def _paged(
+    call: Callable[..., dict[str, Any]], key: str, **kwargs: Any
+) -> Iterable[dict[str, Any]]:
+    token: str | None = None
+    while True:
+        page = call(**kwargs, **({"NextToken": token} if token else {}))
+        yield from page.get(key, [])
+        token = page.get("NextToken")
+        if not token:
+            return
+
+
+def teardown(sagemaker: Any, stage: StageConfig, log: Callable[[str], None] = print) -> int:
+    """Delete the stage's endpoint, endpoint configs, models and model versions. Returns count."""
+    if stage.kind is not StageKind.EPHEMERAL:
+        raise ValueError(f"{stage.stage_id} is a shared stage: teardown only removes branch stages")
+    prefix = f"{stage.naming.prefix}-"
+    deleted = 0
+    endpoint = stage.naming.endpoint
+    endpoints = {
+        e["EndpointName"]
+        for e in _paged(sagemaker.list_endpoints, "Endpoints", NameContains=prefix)
+    }
+    if endpoint in endpoints:
+        sagemaker.delete_endpoint(EndpointName=endpoint)
+        log(f"deleted endpoint {endpoint}")
+        deleted += 1
+    for config in _paged(sagemaker.list_endpoint_configs, "EndpointConfigs", NameContains=prefix):
+        name = config["EndpointConfigName"]
+        if name.startswith(prefix):
+            sagemaker.delete_endpoint_config(EndpointConfigName=name)
+            log(f"deleted endpoint config {name}")
+            deleted += 1
+    for model in _paged(sagemaker.list_models, "Models", NameContains=prefix):
+        name = model["ModelName"]
+        if name.startswith(prefix):
+            sagemaker.delete_model(ModelName=name)
+            log(f"deleted model {name}")
+            deleted += 1
+    group = stage.naming.model_package_group
+    try:
+        packages = list(
+            _paged(
+                sagemaker.list_model_packages,
+                "ModelPackageSummaryList",
+                ModelPackageGroupName=group,
+            )
+        )
+    except sagemaker.exceptions.ClientError:
+        packages = []
+    for package in packages:
+        sagemaker.delete_model_package(ModelPackageName=package["ModelPackageArn"])
+        log(f"deleted model version {package['ModelPackageArn']}")
+        deleted += 1
+    return deleted
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--branch", default=None)
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(load_cdk_json_context().get(CONTEXT_KEY))
+        branch = resolve_branch(args.branch, config, current_git_branch())
+        stages = [s for s in config.stages_for_branch(branch) if s.kind is StageKind.EPHEMERAL]
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if not stages:
+        print(
+            f"teardown: branch {branch!r} has no ephemeral stage; shared stages are kept",
+            file=sys.stderr,
+        )
+        return 2
+    stage = stages[0]
+    if not args.yes:
+        answer = input(f"Delete endpoint, models and model versions of {stage.stage_id}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("teardown: nothing deleted")
+            return 1
+    import boto3
+
+    client = boto3.client("sagemaker", region_name=stage.environment.region)
+    count = teardown(client, stage)
+    print(f"teardown: {count} resource(s) deleted from {stage.stage_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
