@@ -56,6 +56,9 @@ format: install ## apply ruff fixes and formatting
 bench: install ## wall times: synth of all stages vs an empty CDK app, test suite
 	$(PY) -m infra.bench
 
+pipeline-local: install ## run the model-build pipeline's step scripts locally on the bundled dataset
+	$(PY) -m pipelines.model_build.local_run
+
 deploy: install ## deploy one stage: BRANCH=feat/x, or ENV=dev|staging|prod on the default branch
 	cdk deploy $(CDK_CONTEXT) '$(STAGE)/*'
 

@@ -37,6 +37,7 @@ class StatefulStack(cdk.Stack):
             group_name=config.naming.model_package_group,
             description=f"{config.naming.prefix}: models built by the model-build pipeline",
             removal_policy=state.removal_policy,
+            studio_project=config.naming.sagemaker_project_tag,
         )
         for name, value in (
             ("ModelPackageGroupName", self.registry.group_name),

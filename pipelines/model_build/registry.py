@@ -19,6 +19,7 @@ class ModelRegistry(Construct):
         group_name: str,
         description: str,
         removal_policy: cdk.RemovalPolicy,
+        studio_project: str,
     ) -> None:
         super().__init__(scope, id_)
         self.group = sagemaker.CfnModelPackageGroup(
@@ -28,5 +29,7 @@ class ModelRegistry(Construct):
             model_package_group_description=description,
         )
         self.group.apply_removal_policy(removal_policy)
+        # Studio groups resources of one project by this tag.
+        cdk.Tags.of(self.group).add("sagemaker:project-name", studio_project)
         self.group_name = group_name
         self.group_arn = self.group.attr_model_package_group_arn

@@ -1,0 +1,323 @@
+"""Preprocess step (SageMaker Processing, scikit-learn image).
+
+Reads every CSV under ``--input`` (or the single file given), validates it, splits it into
+stratified, seeded train/validation/test sets and fits the feature transform on the train split.
+
+Outputs (the splits stay RAW: validated but untransformed, ``target`` first, with a header):
+    <train-dir>/train.csv, <validation-dir>/validation.csv, <test-dir>/test.csv
+    <transform-dir>/feature_transform.json (model_format.FeatureTransform fitted on train)
+
+On invalid input it exits 1 with ONE line naming the file and the problem, on stderr and in
+``--failure-file`` (SageMaker Processing reports ``/opt/ml/output/message`` as ExitMessage).
+
+Standalone: imports only the standard library, numpy, pandas and scikit-learn, plus
+``model_format.py`` loaded from ``--model-code-dir``. Compatible with Python 3.8 / pandas 1.x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+
+TARGET = "target"
+TRAIN_FILE = "train.csv"
+VALIDATION_FILE = "validation.csv"
+TEST_FILE = "test.csv"
+MODEL_FORMAT_FILE = "model_format.py"
+# Cell values read as "missing" (case-insensitive, after stripping blanks).
+MISSING_TOKENS = frozenset({"", "na", "nan", "null", "none", "n/a"})
+
+
+class StepError(Exception):
+    """A problem with the step's input: reported as one line, no traceback."""
+
+
+# ---- reading and validation -----------------------------------------------------------------
+
+
+def find_csv_files(input_path: Path) -> list[Path]:
+    if input_path.is_file():
+        return [input_path]
+    if not input_path.exists():
+        raise StepError(f"{input_path}: input path does not exist")
+    files = sorted(p for p in input_path.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
+    if not files:
+        raise StepError(f"{input_path}: no CSV files in directory")
+    return files
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_column(path: Path, name: str, cells: pd.Series, lines: np.ndarray) -> np.ndarray:
+    """Cells -> float64 (NaN for missing); fails on the first non-numeric/non-finite cell."""
+    stripped = cells.str.strip()
+    missing = stripped.str.lower().isin(MISSING_TOKENS).to_numpy()
+    values: np.ndarray = pd.to_numeric(stripped.where(~missing), errors="coerce").to_numpy(
+        dtype=np.float64
+    )
+    bad = np.flatnonzero(~missing & np.isnan(values))
+    if bad.size:
+        i = int(bad[0])
+        raise StepError(
+            f"{path}: non-numeric value {stripped.iloc[i]!r} in column {name!r} "
+            f"at line {int(lines[i])}"
+        )
+    infinite = np.flatnonzero(np.isinf(values))
+    if infinite.size:
+        i = int(infinite[0])
+        raise StepError(
+            f"{path}: non-finite value {stripped.iloc[i]!r} in column {name!r} "
+            f"at line {int(lines[i])}"
+        )
+    return values
+
+
+def read_csv_file(path: Path) -> pd.DataFrame:
+    """One validated CSV file as a float frame (``target`` as int64), in file column order."""
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header: list[str] | None = None
+            rows: list[list[str]] = []
+            lines: list[int] = []
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    continue  # blank line
+                if header is None:
+                    header = [cell.strip() for cell in row]
+                    continue
+                if len(row) != len(header):
+                    raise StepError(
+                        f"{path}: line {reader.line_num} has {len(row)} fields, "
+                        f"expected {len(header)}"
+                    )
+                rows.append(row)
+                lines.append(reader.line_num)
+    except UnicodeDecodeError:
+        raise StepError(f"{path}: not UTF-8 text") from None
+    except csv.Error as exc:
+        raise StepError(f"{path}: malformed CSV ({exc})") from None
+
+    if header is None:
+        raise StepError(f"{path}: file empty")
+    for position, name in enumerate(header, start=1):
+        if not name:
+            raise StepError(f"{path}: empty column name at position {position} of the header")
+    if all(_is_number(name) for name in header):
+        raise StepError(f"{path}: no header row (the first line holds numbers)")
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise StepError(f"{path}: duplicate column {name!r} in header")
+        seen.add(name)
+    if TARGET not in header:
+        raise StepError(f"{path}: missing column {TARGET!r}")
+    if len(header) < 2:
+        raise StepError(f"{path}: no feature columns besides {TARGET!r}")
+    if not rows:
+        raise StepError(f"{path}: no data rows (header only)")
+
+    cells = pd.DataFrame(rows, columns=header, dtype=str)
+    line_numbers = np.asarray(lines)
+    columns = {}
+    for name in header:
+        columns[name] = _parse_column(path, name, cells[name], line_numbers)
+
+    target = columns[TARGET]
+    missing_target = np.flatnonzero(np.isnan(target))
+    if missing_target.size:
+        line = int(line_numbers[missing_target[0]])
+        raise StepError(f"{path}: missing value in column {TARGET!r} at line {line}")
+    invalid = np.flatnonzero((target != 0) & (target != 1))
+    if invalid.size:
+        i = int(invalid[0])
+        raise StepError(
+            f"{path}: invalid value {cells[TARGET].iloc[i].strip()!r} in column {TARGET!r} "
+            f"at line {int(line_numbers[i])} (expected 0 or 1)"
+        )
+    for name in header:
+        if name != TARGET and np.isnan(columns[name]).all():
+            raise StepError(f"{path}: column {name!r} has no values")
+
+    frame = pd.DataFrame(columns, columns=header)
+    for name in header:  # keep integer columns integer in the written splits ("3", not "3.0")
+        values = columns[name]
+        integral = not np.isnan(values).any() and np.array_equal(values, np.floor(values))
+        if integral and np.abs(values).max() < 2**53:
+            frame[name] = values.astype(np.int64)
+    return frame
+
+
+def load_dataset(input_path: Path, min_rows: int) -> tuple[pd.DataFrame, str]:
+    """All CSV files under input_path, validated and concatenated: (frame, where) where
+    ``where`` names the file (or the directory and file count) for later messages."""
+    files = find_csv_files(input_path)
+    frames: list[pd.DataFrame] = []
+    columns: list[str] = []
+    for path in files:
+        frame = read_csv_file(path)
+        if not frames:
+            columns = [TARGET] + [c for c in frame.columns if c != TARGET]
+        else:
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise StepError(
+                    f"{path}: missing column {missing[0]!r} (present in {files[0].name})"
+                )
+            extra = [c for c in frame.columns if c not in columns]
+            if extra:
+                raise StepError(
+                    f"{path}: unexpected column {extra[0]!r} (absent from {files[0].name})"
+                )
+        frames.append(frame[columns])
+    data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    where = str(files[0]) if len(files) == 1 else f"{input_path} ({len(files)} CSV files)"
+    if len(data) < min_rows:
+        raise StepError(f"{where}: too few rows ({len(data)} < {min_rows})")
+    classes = sorted(set(int(v) for v in data[TARGET]))
+    if len(classes) < 2:
+        raise StepError(f"{where}: column {TARGET!r} holds a single class ({classes[0]})")
+    return data, where
+
+
+# ---- split and transform ----------------------------------------------------------------------
+
+
+def split_dataset(
+    data: pd.DataFrame, validation_fraction: float, test_fraction: float, seed: int, where: str
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Stratified, seeded train/validation/test split; rows keep their input order."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(data))
+    labels = data[TARGET].to_numpy()
+    # Absolute sizes (rounded fractions of the whole): no float surprises in the second split.
+    n_test = max(1, round(test_fraction * len(data)))
+    n_validation = max(1, round(validation_fraction * len(data)))
+    try:
+        rest, test = train_test_split(index, test_size=n_test, random_state=seed, stratify=labels)
+        train, validation = train_test_split(
+            rest, test_size=n_validation, random_state=seed, stratify=labels[rest]
+        )
+    except ValueError as exc:
+        raise StepError(f"{where}: cannot split: {' '.join(str(exc).split())}") from None
+    train_frame, validation_frame, test_frame = (
+        data.iloc[np.sort(part)].reset_index(drop=True) for part in (train, validation, test)
+    )
+    return train_frame, validation_frame, test_frame
+
+
+def load_model_format(code_dir: Path) -> ModuleType:
+    path = code_dir / MODEL_FORMAT_FILE
+    if not path.is_file():
+        raise StepError(f"{code_dir}: no {MODEL_FORMAT_FILE} (is the model_code input mapped?)")
+    spec = importlib.util.spec_from_file_location("model_format", path)
+    if spec is None or spec.loader is None:
+        raise StepError(f"{path}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["model_format"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_split(frame: pd.DataFrame, directory: Path, filename: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / filename
+    frame.to_csv(path, index=False)
+    return path
+
+
+# ---- entry point --------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Validate, split and fit the feature transform.")
+    parser.add_argument("--input", type=Path, default=Path("/opt/ml/processing/input/raw"))
+    parser.add_argument(
+        "--model-code-dir", type=Path, default=Path("/opt/ml/processing/input/model_code")
+    )
+    parser.add_argument("--train-dir", type=Path, default=Path("/opt/ml/processing/output/train"))
+    parser.add_argument(
+        "--validation-dir", type=Path, default=Path("/opt/ml/processing/output/validation")
+    )
+    parser.add_argument("--test-dir", type=Path, default=Path("/opt/ml/processing/output/test"))
+    parser.add_argument(
+        "--transform-dir", type=Path, default=Path("/opt/ml/processing/output/transform")
+    )
+    parser.add_argument("--validation-fraction", type=float, default=0.15)
+    parser.add_argument("--test-fraction", type=float, default=0.15)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--min-rows", type=int, default=50)
+    parser.add_argument("--failure-file", type=Path, default=Path("/opt/ml/output/message"))
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    for name in ("validation_fraction", "test_fraction"):
+        value = getattr(args, name)
+        if not 0.0 < value < 1.0:
+            raise StepError(f"--{name.replace('_', '-')} must be in (0, 1), got {value}")
+    if args.validation_fraction + args.test_fraction >= 1.0:
+        raise StepError("--validation-fraction + --test-fraction must be below 1")
+
+    model_format = load_model_format(args.model_code_dir)
+    data, where = load_dataset(args.input, args.min_rows)
+    train, validation, test = split_dataset(
+        data, args.validation_fraction, args.test_fraction, args.seed, where
+    )
+    features = [c for c in data.columns if c != TARGET]
+    transform = model_format.FeatureTransform.fit(features, train[features].to_numpy())
+
+    write_split(train, args.train_dir, TRAIN_FILE)
+    write_split(validation, args.validation_dir, VALIDATION_FILE)
+    write_split(test, args.test_dir, TEST_FILE)
+    args.transform_dir.mkdir(parents=True, exist_ok=True)
+    transform.save(args.transform_dir / model_format.TRANSFORM_FILE)
+    counts = ", ".join(
+        f"{name} {len(part)} ({int(part[TARGET].sum())} positive)"
+        for name, part in (("train", train), ("validation", validation), ("test", test))
+    )
+    print(f"{where}: {len(data)} rows, {len(features)} features -> {counts}")
+
+
+def _report_failure(message: str, failure_file: Path | None) -> None:
+    message = " ".join(message.split())
+    print(f"ERROR: {message}", file=sys.stderr)
+    if failure_file is not None:
+        try:
+            failure_file.parent.mkdir(parents=True, exist_ok=True)
+            failure_file.write_text(message + "\n", encoding="utf-8")
+        except OSError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except StepError as exc:
+        _report_failure(str(exc), args.failure_file)
+        return 1
+    except Exception as exc:  # unexpected: keep the traceback in the logs
+        traceback.print_exc()
+        _report_failure(f"unexpected error: {type(exc).__name__}: {exc}", args.failure_file)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

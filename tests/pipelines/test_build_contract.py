@@ -1,0 +1,152 @@
+"""contract.py is the single source of truth: scripts accept exactly its arguments, container
+defaults agree with it, the DAG is consistent, and container scripts stay container-compatible."""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from mb_helpers import REPO_ROOT
+
+from pipelines.model_build import contract as c
+
+
+@pytest.fixture(scope="module")
+def scripts(
+    preprocess: ModuleType, baseline: ModuleType, evaluate: ModuleType
+) -> dict[str, ModuleType]:
+    return {c.PREPROCESS_STEP: preprocess, c.BASELINE_STEP: baseline, c.EVALUATE_STEP: evaluate}
+
+
+def test_names_match_model_format(model_format: ModuleType) -> None:
+    assert c.MODEL_FILE == model_format.MODEL_FILE
+    assert c.TRANSFORM_FILE == model_format.TRANSFORM_FILE
+
+
+@pytest.mark.parametrize("spec", c.PROCESSING_STEPS, ids=lambda s: s.name)
+def test_processing_arguments_cover_declared_paths(spec: c.ProcessingStepSpec) -> None:
+    container_args = [a for a in spec.arguments if a.startswith("/opt/ml/")]
+    declared = [i.container_path for i in spec.inputs] + [o.container_path for o in spec.outputs]
+    assert sorted(container_args) == sorted([*declared, spec.failure_file])
+    assert all(p.startswith(c.PROCESSING_ROOT + "/") for p in declared)
+    assert spec.failure_file == "/opt/ml/output/message"
+    assert (REPO_ROOT / spec.script).is_file()
+    assert spec.code_container_path == f"/opt/ml/processing/input/code/{Path(spec.script).name}"
+
+
+@pytest.mark.parametrize("spec", c.PROCESSING_STEPS, ids=lambda s: s.name)
+def test_scripts_accept_contract_arguments_and_default_to_them(
+    spec: c.ProcessingStepSpec, scripts: dict[str, ModuleType]
+) -> None:
+    parser = scripts[spec.name].build_parser()
+    from_contract = vars(parser.parse_args(list(spec.arguments)))
+    defaults = vars(parser.parse_args([]))
+    # Every option is given by the contract, and the script's defaults are the same values.
+    assert from_contract == defaults
+    assert len(spec.arguments) == 2 * len(defaults)
+
+
+def test_training_arguments_and_environment(train_script: ModuleType) -> None:
+    args = c.TRAIN.arguments()
+    keys = args[::2]
+    assert list(keys) == sorted(keys) and all(k.startswith("--") for k in keys)
+    assert dict(zip(keys, args[1::2], strict=True))["--max_depth"] == "4"
+    assert c.TRAIN.arguments({"max_depth": "6"})[args.index("--max_depth") + 1] == "6"
+    env = c.TRAIN.environment()
+    assert env == {
+        "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+        "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
+        "SM_CHANNEL_TRANSFORM": "/opt/ml/input/data/transform",
+        "SM_MODEL_DIR": "/opt/ml/model",
+        "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+    }
+    parsed = train_script.parse_args(list(args), env)
+    for key, value in c.TRAIN.hyperparameter_dict.items():
+        assert str(getattr(parsed, key)) in {value, str(float(value))}
+    assert parsed.train == Path(env["SM_CHANNEL_TRAIN"])
+    # Without the env (not in SageMaker), the defaults are the same container paths.
+    assert vars(train_script.parse_args(list(args), {})) == vars(parsed)
+    assert [ch.name for ch in c.TRAIN.channels] == ["train", "validation", "transform"]
+    assert (REPO_ROOT / c.TRAIN.source_dir / c.TRAIN.entry_point).is_file()
+
+
+def test_metric_regexes_parse_train_output() -> None:
+    regex = {m.name: re.compile(m.regex) for m in c.TRAIN.metric_definitions}
+    line = (
+        "[3] train-auc: 0.998000 train-logloss: 0.2 validation-auc: 0.987654"
+        " validation-logloss: 0.3"
+    )
+    assert regex["validation:auc"].findall(line) == ["0.987654"]
+    assert regex["train:auc"].findall(line) == ["0.998000"]
+    assert regex["validation:auc"].findall("validation-auc: 1.000000") == ["1.000000"]
+    assert c.TRAIN.objective_metric in regex
+    assert c.TRAIN.metric_definitions[0].as_sagemaker() == {
+        "Name": "validation:auc",
+        "Regex": c.TRAIN.metric_definitions[0].regex,
+    }
+
+
+def test_dag_references_earlier_steps_and_declared_outputs() -> None:
+    order = {name: i for i, name in enumerate(c.STEP_ORDER)}
+    outputs = {spec.name: {o.name for o in spec.outputs} for spec in c.PROCESSING_STEPS}
+    outputs[c.TRAIN_STEP] = {c.TRAIN_MODEL_OUTPUT}
+    consumers = [(s.name, i.source) for s in c.PROCESSING_STEPS for i in s.inputs]
+    consumers += [(c.TRAIN_STEP, ch.source) for ch in c.TRAIN.channels]
+    refs = 0
+    for consumer, source in consumers:
+        if isinstance(source, c.StepOutputRef):
+            refs += 1
+            assert order[source.step] < order[consumer]
+            assert source.output in outputs[source.step]
+        elif isinstance(source, c.RepoAsset):
+            assert (REPO_ROOT / source.path).is_dir()
+    assert refs == 6  # baseline 1, train 3, evaluate 2
+    assert c.CONDITION.output in outputs[c.CONDITION.step]
+    assert c.CONDITION.key_path == ("binary_classification_metrics", "auc", "value")
+    assert c.CONDITION.path == c.EVALUATION_FILE
+    assert c.RAW_DATASET_KEY == "datasets/breast_cancer/breast_cancer.csv"
+
+
+def test_contract_is_plain_data() -> None:
+    tree = ast.parse((REPO_ROOT / "pipelines/model_build/contract.py").read_text())
+    imported = {
+        (node.module or "").split(".")[0] if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+CONTAINER_CODE = {
+    # path: third-party modules the image provides
+    "pipelines/model_build/scripts/preprocess.py": {"numpy", "pandas", "sklearn"},
+    "pipelines/model_build/scripts/baseline.py": {"numpy", "pandas", "sklearn"},
+    "pipelines/model_build/scripts/evaluate.py": {"numpy", "pandas", "sklearn", "xgboost"},
+    "pipelines/model_build/model_code/train.py": {
+        "numpy", "pandas", "sklearn", "xgboost", "model_format",
+    },
+    "pipelines/model_build/model_code/model_format.py": {"numpy", "xgboost"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted(CONTAINER_CODE))
+def test_container_code_is_python38_compatible_and_self_contained(path: str) -> None:
+    source = (REPO_ROOT / path).read_text()
+    tree = ast.parse(source, feature_version=(3, 8))  # the images run Python 3.8/3.9
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules.add((node.module or "").split(".")[0])
+    third_party = modules - set(sys.stdlib_module_names) - {"__future__"}
+    assert third_party <= CONTAINER_CODE[path], third_party
+    # Annotations such as `list[str] | None` must never be evaluated on Python 3.8.
+    assert "from __future__ import annotations" in source
+    assert "strict=" not in source  # zip(strict=...) is Python >= 3.10
+    assert ".removeprefix(" not in source and ".removesuffix(" not in source
