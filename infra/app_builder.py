@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -108,6 +109,12 @@ def synthesize(context: Mapping[str, Any] | None = None, outdir: str | None = No
 
 
 def main() -> None:
+    # Synth never calls AWS. The sagemaker SDK wants a region to import and creates a boto3 client
+    # at import time: keep that from probing the EC2 metadata endpoint for credentials. The
+    # pipeline definition uses each stage's own region, whatever this default says.
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     try:
         synthesize()
     except ConfigError as error:

@@ -9,7 +9,9 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from data_lake.infrastructure import StatePolicy
+from infra.cfn_hygiene import drop_redundant_role_dependencies
 from infra.config import StageConfig, StageKind
+from stacks.model_build_stack import ModelBuildStack
 from stacks.stateful_stack import StatefulStack
 
 
@@ -42,6 +44,21 @@ class MlopsStage(cdk.Stage):
             config=config,
             state=state,
         )
+        lake = self.stateful.lake
+        self.model_build = ModelBuildStack(
+            self,
+            "ModelBuild",
+            stack_name=naming.stack("model-build"),
+            description=f"{description}: SageMaker model-build pipeline",
+            termination_protection=self.termination_protection,
+            config=config,
+            key=lake.key,
+            raw_bucket=lake.raw_bucket,
+            artifacts_bucket=lake.artifacts_bucket,
+            model_package_group_name=self.stateful.registry.group_name,
+        )
+        self.model_build.add_stack_dependency(self.stateful)
+        drop_redundant_role_dependencies(self)
         # Aspects and tags on the App do not reach into a Stage: apply them here.
         for key, value in config.tags.items():
             cdk.Tags.of(self).add(key, value)

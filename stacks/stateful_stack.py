@@ -49,16 +49,3 @@ class StatefulStack(cdk.Stack):
             ("AthenaWorkgroupName", self.lake.workgroup_name),
         ):
             cdk.CfnOutput(self, name, value=value)
-        if state.auto_delete_objects:
-            self._drop_redundant_provider_dependency()
-
-    def _drop_redundant_provider_dependency(self) -> None:
-        """CDK's auto-delete provider Lambda both references its role (GetAtt) and DependsOn it;
-        cfn-lint flags the redundant DependsOn (W3005). The GetAtt already orders them."""
-        provider = self.node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
-        if provider is None:
-            return
-        handler = provider.node.try_find_child("Handler")
-        role = provider.node.try_find_child("Role")
-        if isinstance(handler, cdk.CfnResource) and isinstance(role, cdk.CfnResource):
-            handler.remove_dependency(role)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +45,35 @@ def mlops_config(cdk_context: dict[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(cdk_context["mlops"])
 
 
+@contextmanager
+def no_network() -> Iterator[list[str]]:
+    """Record and refuse every outbound connection and DNS lookup made inside the block."""
+    attempts: list[str] = []
+    saved = (socket.socket.connect, socket.create_connection, socket.getaddrinfo)
+
+    def refuse(*args: Any, **_: Any) -> Any:
+        attempts.append(repr(args[1:] if args and isinstance(args[0], socket.socket) else args))
+        raise OSError("network access during synth")
+
+    socket.socket.connect = refuse  # type: ignore[method-assign]
+    socket.create_connection = refuse
+    socket.getaddrinfo = refuse
+    try:
+        yield attempts
+    finally:
+        socket.socket.connect, socket.create_connection, socket.getaddrinfo = saved  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def synthesized(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Synthesized once, with the network refused: synth is hermetic or this fixture fails."""
     from infra.app_builder import synthesize
 
     context = dict(cdk_context, branch=TEST_BRANCH)
-    return synthesize(context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    with no_network() as attempts:
+        result = synthesize(context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
+    assert attempts == [], f"synth tried to reach the network: {attempts}"
+    return result
 
 
 @pytest.fixture(scope="session")

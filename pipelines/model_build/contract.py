@@ -426,3 +426,25 @@ STEP_ORDER: tuple[str, ...] = (
     CONDITION_STEP,
 )
 PROCESSING_STEPS: tuple[ProcessingStepSpec, ...] = (PREPROCESS, DATA_QUALITY_BASELINE, EVALUATE)
+
+# --------------------------------------------------------------------------------------------
+# Code bundle: what the CDK stack uploads under <code_uri>/ and the pipeline's jobs read
+# --------------------------------------------------------------------------------------------
+
+CODE_BUNDLE_SCRIPTS = "scripts"  # <code_uri>/scripts/<script file>: a processing job's `code`
+CODE_BUNDLE_MODEL_CODE = "model_code"  # <code_uri>/model_code/<files of MODEL_CODE_DIR>
+CODE_BUNDLE_SOURCEDIR = "sourcedir.tar.gz"  # <code_uri>/sourcedir.tar.gz: MODEL_CODE_DIR, tarred
+#: The training channel holding sourcedir.tar.gz; script mode extracts it from this local path
+#: (``sagemaker_submit_directory``), so the training job needs no network access for its code.
+TRAINING_CODE_CHANNEL = "code"
+TRAINING_SOURCEDIR_PATH = f"{TRAINING_CHANNEL_ROOT}/{TRAINING_CODE_CHANNEL}/{CODE_BUNDLE_SOURCEDIR}"
+
+
+def code_bundle_key(repo_path: str) -> str:
+    """The key, relative to <code_uri>/, of a script or code directory of this repository."""
+    if repo_path == MODEL_CODE_DIR:
+        return CODE_BUNDLE_MODEL_CODE
+    directory, _, name = repo_path.rpartition("/")
+    if directory == SCRIPTS_DIR and name:
+        return f"{CODE_BUNDLE_SCRIPTS}/{name}"
+    raise KeyError(f"{repo_path!r} is not part of the code bundle")

@@ -53,9 +53,11 @@ def test_acknowledgment_needs_an_exact_finding_id() -> None:
         acknowledge(bucket, "S1", "A perfectly specific reason that is long enough.")
 
 
-@pytest.mark.parametrize("stage", (*SHARED_STAGES, EPHEMERAL_STAGE))
-def test_every_stage_has_no_unacknowledged_finding(synthesized: Any, stage: str) -> None:
-    assert findings(synthesized.stage(stage)) == []
+def test_every_stage_passed_every_rule_pack_at_synth(synthesized: Any) -> None:
+    # synthesize() runs the gate on each stage before writing the assembly and raises on any
+    # unacknowledged finding; the report records that every pack ran and passed.
+    report = {s["stage"]: s["nag_packs_passed"] for s in synthesized.report["stages"]}
+    assert report == dict.fromkeys((*SHARED_STAGES, EPHEMERAL_STAGE), 3)
 
 
 def test_cfn_lint_reports_nothing_on_any_template(template_files: list[Path]) -> None:
