@@ -45,7 +45,7 @@ test: install ## the test suite (what CI runs)
 lint: install ## ruff, format check, mypy, cfn-lint over every synthesized template
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy infra stacks data_lake
+	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas
 	test -d cdk.out || $(MAKE) synth
 	$(VENV)/bin/cfn-lint --non-zero-exit-code informational -- cdk.out/assembly-*/*.template.json
 

@@ -11,6 +11,7 @@ from constructs import Construct
 from data_lake.infrastructure import StatePolicy
 from infra.cfn_hygiene import drop_redundant_role_dependencies
 from infra.config import StageConfig, StageKind
+from stacks.deployment_stack import DeploymentStack
 from stacks.model_build_stack import ModelBuildStack
 from stacks.stateful_stack import StatefulStack
 
@@ -58,6 +59,18 @@ class MlopsStage(cdk.Stage):
             model_package_group_name=self.stateful.registry.group_name,
         )
         self.model_build.add_stack_dependency(self.stateful)
+        self.deployment = DeploymentStack(
+            self,
+            "Deployment",
+            stack_name=naming.stack("deployment"),
+            description=f"{description}: approval-driven model deployment (rule, workflow, roles)",
+            termination_protection=self.termination_protection,
+            config=config,
+            key=lake.key,
+            artifacts_bucket=lake.artifacts_bucket,
+            removal_policy=self.removal_policy,
+        )
+        self.deployment.add_stack_dependency(self.stateful)
         drop_redundant_role_dependencies(self)
         # Aspects and tags on the App do not reach into a Stage: apply them here.
         for key, value in config.tags.items():

@@ -1,0 +1,1 @@
+"""Lambda source folder (the asset is this folder)."""
