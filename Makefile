@@ -45,7 +45,7 @@ test: install ## the test suite (what CI runs)
 lint: install ## ruff, format check, mypy, cfn-lint over every synthesized template
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas
+	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas serving
 	test -d cdk.out || $(MAKE) synth
 	$(VENV)/bin/cfn-lint --non-zero-exit-code informational -- cdk.out/assembly-*/*.template.json
 
@@ -58,6 +58,10 @@ bench: install ## wall times: synth of all stages vs an empty CDK app, test suit
 
 pipeline-local: install ## run the model-build pipeline's step scripts locally on the bundled dataset
 	$(PY) -m pipelines.model_build.local_run
+
+loadtest: install ## local SageMaker-contract server under locust: p50/p95/p99 and req/s at 500 req/s
+	test -f .work/pipeline-local/s3/Train/model/model.tar.gz || $(MAKE) pipeline-local
+	$(PY) -m serving.loadtest
 
 deploy: install ## deploy one stage: BRANCH=feat/x, or ENV=dev|staging|prod on the default branch
 	cdk deploy $(CDK_CONTEXT) '$(STAGE)/*'

@@ -1,0 +1,1 @@
+"""Model serving: a local server on SageMaker's container contract, plus load testing."""

@@ -1,0 +1,150 @@
+"""Sample payloads, and the locust file (imported in a subprocess: locust monkey-patches gevent)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.model_build.model_code import inference
+from serving.payloads import (
+    DATASET_CSV,
+    KIND_WEIGHTS,
+    build_payloads,
+    check_response,
+    load_feature_rows,
+    make_payload,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_feature_rows_match_the_model(features):
+    names, rows = load_feature_rows()
+    assert names == features
+    assert len(rows) == 569 and all(len(r) == 30 for r in rows)
+
+
+def test_feature_rows_fall_back_to_sklearn(tmp_path):
+    names, rows = load_feature_rows(tmp_path / "missing.csv")
+    assert names[0] == "mean_radius" and len(rows) == 569
+    if DATASET_CSV.is_file():
+        assert (names, rows) == load_feature_rows(DATASET_CSV)
+
+
+def test_payloads_mix_all_kinds_and_the_handler_accepts_them(model):
+    payloads = build_payloads(*load_feature_rows(), count=60, seed=3)
+    assert {p.kind for p in payloads} == set(KIND_WEIGHTS)
+    assert {p.content_type for p in payloads} == {"text/csv", "application/json"}
+    assert payloads == build_payloads(*load_feature_rows(), count=60, seed=3)
+    for payload in payloads:
+        data = inference.input_fn(payload.body, payload.content_type)
+        body, _ = inference.output_fn(inference.predict_fn(data, model), "application/json")
+        assert check_response(body.encode(), payload.rows) is None
+
+
+def test_make_payload_rejects_unknown_kinds():
+    with pytest.raises(ValueError, match="unknown payload kind"):
+        make_payload("xml", ["a"], [[1.0]])
+
+
+@pytest.mark.parametrize(
+    ("body", "rows", "problem"),
+    [
+        (b'{"predictions": [{"score": 0.5, "label": 1}]}', 1, None),
+        (b'{"predictions": [{"score": 0.5, "label": 1}]}', 2, "expected 2 predictions"),
+        (b'{"predictions": [{"score": 1.5, "label": 1}]}', 1, "malformed prediction"),
+        (b'{"predictions": [{"score": 0.5, "label": 2}]}', 1, "malformed prediction"),
+        (b"<html>", 1, "unreadable response"),
+        (b'{"other": 1}', 1, "unreadable response"),
+    ],
+)
+def test_check_response(body, rows, problem):
+    result = check_response(body, rows)
+    if problem is None:
+        assert result is None
+    else:
+        assert problem in result
+
+
+LOCUSTFILE_CHECK = r"""
+import argparse, io, json, types
+from locust import events
+from locust.env import Environment
+import serving.locustfile as lf
+
+out = {}
+payloads = lf.payloads()
+out["kinds"] = sorted({p.kind for p in payloads})
+out["users"] = sorted(c.__name__ for c in (lf.LocalInvocationsUser, lf.SageMakerEndpointUser))
+
+def selected(endpoint, named=()):
+    env = types.SimpleNamespace(
+        parsed_options=argparse.Namespace(
+            endpoint_name=endpoint, user_rate=10.0, user_classes=list(named)
+        ),
+        user_classes=[lf.LocalInvocationsUser, lf.SageMakerEndpointUser],
+    )
+    try:
+        lf._select_user(env)
+    except SystemExit as exc:
+        return "exit: " + str(exc)
+    return [c.__name__ for c in env.user_classes]
+
+out["default"] = selected("")
+out["endpoint"] = selected("my-endpoint")
+out["named_without_endpoint"] = selected("", ["SageMakerEndpointUser"])
+
+class FakeRuntime:  # what sagemaker-runtime's invoke_endpoint returns; never calls AWS
+    calls = []
+    def invoke_endpoint(self, EndpointName, ContentType, Accept, Body):
+        self.calls.append((EndpointName, ContentType, Accept))
+        text = Body.decode()
+        if ContentType == "text/csv":
+            n = len(text.strip().splitlines())
+        else:
+            data = json.loads(text)
+            n = len(data["instances"]) if isinstance(data, dict) and "instances" in data else 1
+        body = json.dumps({"predictions": [{"score": 0.9, "label": 1}] * n}).encode()
+        return {"Body": io.BytesIO(body), "ContentType": "application/json"}
+
+options = argparse.Namespace(
+    endpoint_name="my-endpoint", aws_region="eu-west-1", user_rate=10.0, num_users=1
+)
+env = Environment(events=events, parsed_options=options)
+lf._SAGEMAKER_CLIENTS["eu-west-1"] = FakeRuntime()
+fired = []
+events.request.add_listener(lambda **kw: fired.append(kw))
+user = lf.SageMakerEndpointUser(env)
+user.on_start()
+for _ in range(20):
+    user.invoke()
+out["fired"] = len(fired)
+out["failed"] = [str(kw["exception"]) for kw in fired if kw["exception"]]
+out["request_types"] = sorted({kw["request_type"] for kw in fired})
+out["endpoint_calls"] = sorted({c[0] for c in FakeRuntime.calls})
+print(json.dumps(out))
+"""
+
+
+def test_locustfile_users_selection_and_sagemaker_user():
+    result = subprocess.run(
+        [sys.executable, "-c", LOCUSTFILE_CHECK],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["kinds"] == sorted(KIND_WEIGHTS)
+    assert out["users"] == ["LocalInvocationsUser", "SageMakerEndpointUser"]
+    assert out["default"] == ["LocalInvocationsUser"]
+    assert out["endpoint"] == ["SageMakerEndpointUser"]
+    assert out["named_without_endpoint"].startswith("exit: SageMakerEndpointUser needs")
+    assert out["fired"] == 20 and out["failed"] == []
+    assert out["request_types"] == ["InvokeEndpoint"]
+    assert out["endpoint_calls"] == ["my-endpoint"]
