@@ -14,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from infra.compliance import acknowledge
+from infra.compliance import acknowledge, acknowledge_grant_actions
 from infra.config import Retention
 from infra.naming import ATHENA_WORKGROUP_MAX, Naming
 
@@ -427,25 +427,9 @@ class DataLake(Construct):
                 f"Objects are written under the {prefix} prefix at run time with generated keys; "
                 "the grant is limited to that prefix of this one bucket.",
             )
-        for action in (
-            "s3:GetObject*",
-            "s3:GetBucket*",
-            "s3:List*",
-            "s3:DeleteObject*",
-            "s3:Abort*",
-        ):
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Action::{action}]",
-                "Action group emitted by CDK's grant_read/grant_read_write, applied only to the "
-                "bucket prefixes this role needs.",
-            )
-        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Action::{action}]",
-                "Action group emitted by CDK's key grant, applied only to this stage's data key.",
-            )
+        acknowledge_grant_actions(
+            role, applies_to="the bucket prefixes this role needs and this stage's data key"
+        )
 
     def _build_athena(self, naming: Naming, state: StatePolicy) -> None:
         self.workgroup_name = naming.resource("analytics", ATHENA_WORKGROUP_MAX)

@@ -57,6 +57,25 @@ def acknowledge_all(construct: IConstruct, finding_ids: Iterable[str], reason: s
         acknowledge(construct, finding_id, reason)
 
 
+S3_GRANT_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*")
+KMS_GRANT_ACTIONS = ("kms:ReEncrypt*", "kms:GenerateDataKey*")
+
+
+def acknowledge_grant_actions(
+    construct: IConstruct, *, applies_to: str, s3: bool = True, kms: bool = True
+) -> None:
+    """Acknowledge the action wildcards CDK's ``grant_*`` methods emit (``s3:GetObject*``,
+    ``kms:GenerateDataKey*``...). They are CDK's fixed action groups; what they apply to is what
+    the caller states in ``applies_to`` (and what its resource findings acknowledge)."""
+    actions = (S3_GRANT_ACTIONS if s3 else ()) + (KMS_GRANT_ACTIONS if kms else ())
+    for action in actions:
+        acknowledge(
+            construct,
+            f"AwsSolutions-IAM5[Action::{action}]",
+            f"Action group emitted by CDK's grant_* methods, applied only to {applies_to}.",
+        )
+
+
 def findings(scope: IConstruct) -> list[Finding]:
     """Every unacknowledged finding of every rule pack under ``scope``, sorted."""
     result: set[Finding] = set()

@@ -16,7 +16,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk.region_info import RegionInfo
 from constructs import Construct
 
-from infra.compliance import acknowledge
+from infra.compliance import acknowledge, acknowledge_grant_actions
 from infra.config import EnvironmentConfig
 from infra.log_retention import retention_days
 from infra.naming import Naming
@@ -287,24 +287,9 @@ class ModelBuildPipeline(Construct):
             ),
         ):
             acknowledge(role, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
-        for action in (
-            "s3:GetObject*",
-            "s3:GetBucket*",
-            "s3:List*",
-            "s3:DeleteObject*",
-            "s3:Abort*",
-        ):
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Action::{action}]",
-                "Action group emitted by CDK's bucket grants, applied only to the prefixes above.",
-            )
-        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
-            acknowledge(
-                role,
-                f"AwsSolutions-IAM5[Action::{action}]",
-                "Action group emitted by CDK's key grant, applied only to this stage's data key.",
-            )
+        acknowledge_grant_actions(
+            role, applies_to="the bucket prefixes above and this stage's data key"
+        )
 
     def _acknowledge_deployment_handler(
         self, stack: cdk.Stack, destinations: list[s3.IBucket]
@@ -336,21 +321,9 @@ class ModelBuildPipeline(Construct):
                 "CDK's BucketDeployment copies the staged asset archive (generated key) from the "
                 "bootstrap bucket to the destination prefix; CDK grants it on the whole bucket.",
             )
-        for action in (
-            "s3:GetObject*",
-            "s3:GetBucket*",
-            "s3:List*",
-            "s3:DeleteObject*",
-            "s3:Abort*",
-            "kms:ReEncrypt*",
-            "kms:GenerateDataKey*",
-        ):
-            acknowledge(
-                handler,
-                f"AwsSolutions-IAM5[Action::{action}]",
-                "Action group emitted by CDK's grants to its BucketDeployment handler, limited "
-                "to the asset and destination buckets and the stage key.",
-            )
+        acknowledge_grant_actions(
+            handler, applies_to="the asset and destination buckets and this stage's data key"
+        )
         for finding in (
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
             "AwsSolutions-L1",

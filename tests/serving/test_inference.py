@@ -376,7 +376,8 @@ def test_payload_error_subclasses_the_toolkit_error_when_importable(monkeypatch)
 
 def test_inference_source_parses_as_python_38():
     source = (MODEL_CODE / "inference.py").read_text()
-    ast.parse(source, feature_version=(3, 8))
+    tree = ast.parse(source, feature_version=(3, 8))  # raises SyntaxError on newer syntax
+    assert tree.body
 
 
 CONTAINER_SMOKE = r"""
