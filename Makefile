@@ -35,8 +35,10 @@ node_modules/.installed: package.json package-lock.json $(VENV)/.installed
 install: $(VENV)/.installed node_modules/.installed ## venv, Node 24, pinned CDK CLI
 
 synth: install ## synthesize every stage into cdk.out/ (BRANCH=feat/x adds that branch's stage)
-	rm -rf cdk.out
-	cdk synth --quiet $(CDK_CONTEXT)
+	@# Synthesize beside cdk.out and swap only on success: bad input never destroys the last good output.
+	rm -rf cdk.out.new
+	cdk synth --quiet --output cdk.out.new $(CDK_CONTEXT)
+	rm -rf cdk.out && mv cdk.out.new cdk.out
 	$(PY) -m infra.summary cdk.out
 
 test: install ## the test suite (what CI runs)
@@ -74,4 +76,4 @@ destroy: install ## tear down one branch stage (endpoint, models, stacks): make 
 	cdk destroy $(CDK_CONTEXT) '$(STAGE)/*'
 
 clean: ## remove build outputs (keeps the venv and node_modules)
-	rm -rf cdk.out .work .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out cdk.out.new .work .pytest_cache .mypy_cache .ruff_cache
