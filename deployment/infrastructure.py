@@ -52,7 +52,9 @@ EVENT_DETAIL_TYPE = "SageMaker Model Package State Change"
 #: ``aws lambda list-layer-versions --layer-name arn:aws:lambda:<region>:017000801446:layer:``
 #: ``AWSLambdaPowertoolsPythonV3-python314-x86_64``.
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-POWERTOOLS_LAYER_VERSION = 37
+# 27 is the newest V3 layer version public references show (mid-2026); a version that does not
+# exist fails the deploy, an older one only lacks newer Powertools features (none used here).
+POWERTOOLS_LAYER_VERSION = 27
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 POWERTOOLS_PYTHON = "python314"
 
