@@ -7,13 +7,14 @@ function makes starting the deployment workflow idempotent:
   a redelivered event gets the same name, and Step Functions refuses a second execution with a
   name already used (``ExecutionAlreadyExists``, for 90 days) -> counted as a duplicate;
 * before starting, any RUNNING execution for the same package (same name prefix) makes this
-  event a duplicate too (the function runs with a reserved concurrency of 1, so this check and the
-  start are serialized);
+  event a duplicate too (two distinct events in the same instant can both start; the second
+  execution's plan step then waits for the busy endpoint and ends as a no-op);
 * a later, distinct event for a package that is already serving ends as a no-op in the workflow
   itself (its plan step finds the endpoint tagged with the package ARN).
 
 Events for another group, or with a status other than ``Approved``, are ignored (the EventBridge
-rule already filters them out; this is defence in depth).
+rule already filters them out; this is defence in depth). A malformed event is logged and rejected
+without any call: retrying it could never make it valid.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 logger = Logger()
 tracer = Tracer()
@@ -58,7 +59,7 @@ class ModelPackageStateChangeEvent(EventBridgeModel):
 
 @dataclass(frozen=True)
 class TriggerResult:
-    action: str  # "started" | "duplicate" | "ignored"
+    action: str  # "started" | "duplicate" | "ignored" | "rejected"
     reason: str
     execution_name: str | None = None
     execution_arn: str | None = None
@@ -107,7 +108,10 @@ def start_deployment(
     if detail.approval_status != APPROVED:
         return TriggerResult("ignored", f"status {detail.approval_status} is not {APPROVED}")
 
-    version = package_version(detail.package_arn, detail.version)
+    try:
+        version = package_version(detail.package_arn, detail.version)
+    except ValueError:
+        return TriggerResult("rejected", f"no version in package ARN {detail.package_arn!r}")
     prefix = execution_name_prefix(detail.package_arn, version)
     running = running_execution_for(sfn, state_machine_arn, prefix)
     if running:
@@ -139,7 +143,12 @@ def start_deployment(
 @logger.inject_lambda_context(log_event=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    parsed = parse(event=event, model=ModelPackageStateChangeEvent)
+    try:
+        parsed = parse(event=event, model=ModelPackageStateChangeEvent)
+    except (ValidationError, ValueError, TypeError) as error:
+        result = TriggerResult("rejected", f"malformed event: {error}".splitlines()[0])
+        logger.error("malformed event rejected", extra=asdict(result))
+        return asdict(result)
     result = start_deployment(
         parsed,
         sfn=boto3.client("stepfunctions", config=BOTO_CONFIG),

@@ -364,6 +364,53 @@ def test_trigger_ignores_what_the_rule_should_have_filtered(detail: dict[str, An
     assert result.action == "ignored"
 
 
+def test_trigger_rejects_a_package_arn_without_version() -> None:
+    class NoCalls:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"unexpected Step Functions call {name}")
+
+    event = _event(ModelPackageArn=PACKAGE.rsplit("/", 1)[0] + "/latest")
+    result = trigger.start_deployment(
+        event, sfn=NoCalls(), state_machine_arn="arn", group_name=GROUP
+    )
+    assert result.action == "rejected" and "no version" in result.reason
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"detail-type": "SageMaker Model Package State Change", "source": "aws.sagemaker"},
+        {
+            "version": "0",
+            "id": "e",
+            "detail-type": "x",
+            "source": "y",
+            "account": "1",
+            "time": "2026-01-01T00:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {"ModelPackageArn": 7},
+        },
+    ],
+)
+def test_trigger_handler_logs_and_rejects_a_malformed_event(
+    event: dict[str, Any], aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_MACHINE_ARN", "arn:aws:states:us-east-1:111111111111:stateMachine:x")
+    monkeypatch.setenv("MODEL_PACKAGE_GROUP_NAME", GROUP)
+    calls: list[str] = []
+    monkeypatch.setattr("boto3.client", lambda *a, **k: calls.append("client"))
+
+    class Context:
+        function_name, memory_limit_in_mb, aws_request_id = "trigger", 256, "req-1"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:111111111111:function:trigger"
+
+    result = trigger.handler(event, Context())
+    assert result["action"] == "rejected" and result["reason"].startswith("malformed event")
+    assert calls == []  # no client, no side effect
+
+
 def test_execution_names_are_deterministic_valid_and_per_package() -> None:
     name = trigger.execution_name(PACKAGE, 4, "event-1")
     assert name == trigger.execution_name(PACKAGE, 4, "event-1")
