@@ -45,18 +45,18 @@ def teardown(sagemaker: Any, stage: StageConfig, log: Callable[[str], None] = pr
         sagemaker.delete_endpoint(EndpointName=endpoint)
         log(f"deleted endpoint {endpoint}")
         deleted += 1
-    for config in _paged(sagemaker.list_endpoint_configs, "EndpointConfigs", NameContains=prefix):
-        name = config["EndpointConfigName"]
-        if name.startswith(prefix):
-            sagemaker.delete_endpoint_config(EndpointConfigName=name)
-            log(f"deleted endpoint config {name}")
-            deleted += 1
-    for model in _paged(sagemaker.list_models, "Models", NameContains=prefix):
-        name = model["ModelName"]
-        if name.startswith(prefix):
-            sagemaker.delete_model(ModelName=name)
-            log(f"deleted model {name}")
-            deleted += 1
+    # Endpoint configs and models the workflow created carry the stage prefix.
+    for label, list_call, key, name_key, delete_call in (
+        ("endpoint config", sagemaker.list_endpoint_configs, "EndpointConfigs",
+         "EndpointConfigName", sagemaker.delete_endpoint_config),
+        ("model", sagemaker.list_models, "Models", "ModelName", sagemaker.delete_model),
+    ):  # fmt: skip
+        for item in _paged(list_call, key, NameContains=prefix):
+            name = item[name_key]
+            if name.startswith(prefix):
+                delete_call(**{name_key: name})
+                log(f"deleted {label} {name}")
+                deleted += 1
     group = stage.naming.model_package_group
     try:
         packages = list(
