@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -94,6 +94,21 @@ class WorkflowIam:
     key: str
 
 
+TaskT = TypeVar("TaskT", bound=sfn.TaskStateBase)
+
+
+def _retry_transient(task: TaskT, errors: Sequence[str]) -> TaskT:
+    """Retry throttling and transient service errors with jittered exponential backoff."""
+    task.add_retry(
+        errors=list(errors),
+        interval=cdk.Duration.seconds(2),
+        backoff_rate=2,
+        max_attempts=5,
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+    return task
+
+
 class DeploymentWorkflow(Construct):
     """Builds the chain; ``definition`` is the start state for ``DefinitionBody.from_chainable``."""
 
@@ -134,14 +149,7 @@ class DeploymentWorkflow(Construct):
             additional_iam_statements=statements or None,
             result_path=result_path,
         )
-        task.add_retry(
-            errors=list(SAGEMAKER_TRANSIENT_ERRORS),
-            interval=cdk.Duration.seconds(2),
-            backoff_rate=2,
-            max_attempts=5,
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        return task
+        return _retry_transient(task, SAGEMAKER_TRANSIENT_ERRORS)
 
     def _autoscaling(
         self,
@@ -161,14 +169,7 @@ class DeploymentWorkflow(Construct):
             additional_iam_statements=list(extra) or None,
             result_path=sfn.JsonPath.DISCARD,
         )
-        task.add_retry(
-            errors=list(AUTOSCALING_TRANSIENT_ERRORS),
-            interval=cdk.Duration.seconds(2),
-            backoff_rate=2,
-            max_attempts=5,
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        return task
+        return _retry_transient(task, AUTOSCALING_TRANSIENT_ERRORS)
 
     def _lambda(
         self, id_: str, function: lambda_.IFunction, payload: Mapping[str, Any], result_path: str
@@ -182,14 +183,7 @@ class DeploymentWorkflow(Construct):
             retry_on_service_exceptions=True,
             result_path=result_path,
         )
-        task.add_retry(
-            errors=list(LAMBDA_TRANSIENT_ERRORS),
-            interval=cdk.Duration.seconds(2),
-            backoff_rate=2,
-            max_attempts=5,
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        return task
+        return _retry_transient(task, LAMBDA_TRANSIENT_ERRORS)
 
     def _on_failure(self, task: sfn.TaskStateBase, step: str) -> None:
         """Any error of ``task`` records which step failed, then runs the cleanup."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
@@ -29,6 +30,13 @@ PROJECT_TAG = "sagemaker:project-name"
 
 # SageMaker job names created by pipelines start with "pipelines-".
 _JOB_TYPES = ("processing-job", "training-job", "hyper-parameter-tuning-job")
+
+
+@functools.cache
+def _code_bundle() -> tuple[Path, str]:
+    """Built once per synth process and shared by every stage (same repository content)."""
+    bundle_dir = Path(tempfile.mkdtemp(prefix="mlops-model-build-code-"))
+    return bundle_dir, build_code_bundle(bundle_dir)
 
 
 class ModelBuildPipeline(Construct):
@@ -59,8 +67,7 @@ class ModelBuildPipeline(Construct):
         self._grant(stack, key, raw_bucket, artifacts_bucket, model_package_group_name, environment)
 
         # The code the jobs run, uploaded under a content hash; and the bundled example dataset.
-        bundle_dir = Path(tempfile.mkdtemp(prefix="mlops-model-build-code-"))
-        code_hash = build_code_bundle(bundle_dir)
+        bundle_dir, code_hash = _code_bundle()
         code_key = f"{CODE_PREFIX}/{code_hash}"
         # Both uploads share CDK's deploy-time handler; its logs go to an encrypted group.
         upload_logs = logs.LogGroup(
