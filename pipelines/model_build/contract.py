@@ -20,6 +20,7 @@ returns the first 1 KB of that file as the job's ``ExitMessage``. Training failu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # --------------------------------------------------------------------------------------------
@@ -401,6 +402,31 @@ EVALUATE = ProcessingStepSpec(
 )
 
 # ---- Condition -----------------------------------------------------------------------------
+
+#: The closed range of a probability threshold (the AUC threshold, a classification cut-off).
+THRESHOLD_RANGE = (0.0, 1.0)
+
+
+def check_threshold(value: object, name: str = "threshold") -> float:
+    """``value`` as a float if it is a finite number in [0, 1] (closed); else ``ValueError``.
+
+    Accepts an int or float (not a bool) or a string holding a number (a command-line value);
+    the error is one line naming ``name``, the value given and the allowed range.
+    """
+    low, high = THRESHOLD_RANGE
+    allowed = f"a finite number in [{low:g}, {high:g}]"
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not math.isfinite(number) or not low <= number <= high:
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return number
+
 
 AUC_JSON_PATH = "binary_classification_metrics.auc.value"
 DEFAULT_AUC_THRESHOLD = 0.9

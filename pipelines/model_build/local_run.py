@@ -153,7 +153,7 @@ class LocalPipeline:
     ) -> None:
         self.work_dir = work_dir.resolve()
         self.input_path = input_path.resolve()
-        self.threshold = threshold
+        self.threshold = c.check_threshold(threshold, "threshold")
         self.python = python
         self.echo = echo
 
@@ -369,12 +369,24 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO_ROOT / c.BUNDLED_DATASET,
         help="raw CSV file or directory of CSV files (default: the bundled dataset)",
     )
-    parser.add_argument("--threshold", type=float, default=c.DEFAULT_AUC_THRESHOLD)
+    parser.add_argument(
+        "--threshold",
+        type=_threshold_arg,
+        default=c.DEFAULT_AUC_THRESHOLD,
+        help="AUC threshold for registration, a finite number in [0, 1] (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     pipeline = LocalPipeline(args.work_dir, args.input, args.threshold)
     result = pipeline.run()
     report(result, echo=print if result.failure is None else _stderr)
     return result.exit_code
+
+
+def _threshold_arg(text: str) -> float:
+    try:
+        return c.check_threshold(text, "--threshold")
+    except ValueError as exc:  # argparse prints "argument --threshold: <message>", exit 2
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--threshold ")) from None
 
 
 def _stderr(line: str) -> None:

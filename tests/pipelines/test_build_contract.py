@@ -150,3 +150,21 @@ def test_container_code_is_python38_compatible_and_self_contained(path: str) -> 
     assert "from __future__ import annotations" in source
     assert "strict=" not in source  # zip(strict=...) is Python >= 3.10
     assert ".removeprefix(" not in source and ".removesuffix(" not in source
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 0.5, 1, 1.0, "0.9", " 1 "])
+def test_check_threshold_accepts_finite_numbers_in_the_closed_unit_range(value: object) -> None:
+    assert c.check_threshold(value) == float(str(value).strip())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [-0.0001, 1.0001, -1, 2, float("nan"), float("inf"), float("-inf"), "nan", "inf", "-inf",
+     "Infinity", "", "0.9x", None, True, False, [0.5]],
+)  # fmt: skip
+def test_check_threshold_rejects_everything_else_in_one_line(value: object) -> None:
+    with pytest.raises(ValueError) as caught:
+        c.check_threshold(value, "AucThreshold")
+    message = str(caught.value)
+    assert message == f"AucThreshold must be a finite number in [0, 1], got {value!r}"
+    assert "\n" not in message

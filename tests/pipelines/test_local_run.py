@@ -132,3 +132,23 @@ def test_refuses_to_clear_a_foreign_work_dir(tmp_path: Path) -> None:
 def test_threshold_formatting() -> None:
     assert local_run._format_threshold(0.9) == "0.90"
     assert local_run._format_threshold(0.999) == "0.999"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-0.01", "1.01", "abc"])
+def test_threshold_outside_the_unit_range_is_refused_before_any_step(
+    value: str, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipelines.model_build.local_run", "--work-dir", str(work),
+         f"--threshold={value}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert "Traceback" not in completed.stderr
+    assert completed.stderr.splitlines()[-1].endswith(
+        f"error: argument --threshold: must be a finite number in [0, 1], got {value!r}"
+    )
+    assert not work.exists()  # nothing ran
+    with pytest.raises(ValueError, match=r"must be a finite number in \[0, 1\]"):
+        local_run.LocalPipeline(work, BUNDLED_CSV, float(value) if value != "abc" else 2.0)
