@@ -1,11 +1,13 @@
 """Local model server following SageMaker's inference container contract.
 
 * ``GET /ping``: 200 once the model is loaded (workers load it before they accept connections).
-* ``POST /invocations``: ``input_fn`` -> ``predict_fn`` -> ``output_fn`` of
-  ``pipelines/model_build/model_code/inference.py``, the handler the SageMaker XGBoost container
-  runs. A ``PayloadError`` is answered with its status and a JSON body
-  ``{"error": <reason phrase>, "status": <code>, "message": <message>}``; any other exception
-  with 500, as the container does. Bodies are capped at 6 MB, as on SageMaker endpoints.
+* ``POST /invocations``: ``transform_fn`` of ``pipelines/model_build/model_code/inference.py``,
+  the hook the SageMaker XGBoost container calls, with the request headers read as the image's
+  ``sagemaker-containers`` worker reads them (``ContentType`` before ``Content-Type``, JSON when
+  both are absent; an absent or ``*/*`` Accept becomes ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``).
+  A bad request gets the handler's 4xx and JSON body
+  ``{"error": <reason phrase>, "status": <code>, "message": <message>}``; any exception from
+  the handler gets a 500, as in the image. Bodies are capped at 6 MB, as on SageMaker endpoints.
 * ``GET /execution-parameters``: batch-transform hints, as SageMaker containers offer them.
 
 Stack: standard library only. A small HTTP/1.1 server on asyncio (keep-alive, pipelining,
@@ -52,6 +54,7 @@ MAX_HEADER_BYTES = 64 * 1024
 KEEPALIVE_TIMEOUT = 75.0  # seconds an idle connection is kept open
 DEFAULT_ACCEPT = os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json")
 LISTENING = "listening on"
+JSON = "application/json"
 
 logger = logging.getLogger("serving.server")
 
@@ -82,7 +85,6 @@ class ServingApp:
         self.handler = handler
         self.model_dir = str(model_dir)
         self.model = handler.model_fn(self.model_dir)
-        self._payload_error = handler.PayloadError
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Response:
         """Answer one request; ``headers`` has lower-case names."""
@@ -90,7 +92,8 @@ class ServingApp:
         if path == "/invocations":
             if method != "POST":
                 return error_response(405, "use POST /invocations")
-            return self.invoke(body, headers.get("content-type"), headers.get("accept"))
+            content_type = headers.get("contenttype") or headers.get("content-type") or JSON
+            return self.invoke(body, content_type, headers.get("accept"))
         if path == "/ping":
             if method not in ("GET", "HEAD"):
                 return error_response(405, "use GET /ping")
@@ -105,20 +108,20 @@ class ServingApp:
         return error_response(404, f"no route for {method} {path}")
 
     def invoke(self, body: bytes, content_type: str | None, accept: str | None) -> Response:
-        """``input_fn`` -> ``predict_fn`` -> ``output_fn``, as the SageMaker toolkit chains them."""
+        """``transform_fn``, with the body decoded as the image's worker decodes it."""
         if not accept or accept.strip() == "*/*":
             accept = DEFAULT_ACCEPT
-        handler = self.handler
+        content: bytes | str = body
+        if content_type in (JSON, "text/csv"):  # sagemaker-containers' UTF8_TYPES
+            content = body.decode("utf-8", "replace")
         try:
-            data = handler.input_fn(body, content_type)
-            prediction = handler.predict_fn(data, self.model)
-            result = handler.output_fn(prediction, accept)
-        except self._payload_error as exc:
-            return error_response(exc.status, str(exc))
+            result = self.handler.transform_fn(self.model, content, content_type, accept)
         except Exception:
             logger.exception("invocation failed")
             return error_response(500, "internal error while serving the request")
-        response, response_type = result if isinstance(result, tuple) else (result, accept)
+        if isinstance(result, self.handler.ErrorResponse):
+            return Response(result.status, result.body, result.content_type)
+        response, response_type = result
         if isinstance(response, str):
             response = response.encode("utf-8")
         return Response(200, bytes(response), response_type)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
 import inspect
 import json
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +25,9 @@ def csv_line(row: list[float]) -> str:
 
 
 def invoke(body: Any, content_type: str, model: Any, accept: str | None = "application/json"):
-    data = inference.input_fn(body, content_type)
-    prediction = inference.predict_fn(data, model)
-    text, response_type = inference.output_fn(prediction, accept)
+    data = inference.decode_request(body, content_type)
+    prediction = inference.predict(data, model)
+    text, response_type = inference.encode_response(prediction, accept)
     assert response_type == "application/json"
     return json.loads(text)["predictions"]
 
@@ -118,7 +116,7 @@ def test_accept_variants_answer_json(model, rows, accept):
 
 
 def test_labels_follow_the_threshold():
-    body, content_type = inference.output_fn(np.array([0.2, 0.5, 0.97]), "application/json")
+    body, content_type = inference.encode_response(np.array([0.2, 0.5, 0.97]), "application/json")
     assert content_type == "application/json"
     assert json.loads(body) == {
         "predictions": [
@@ -129,8 +127,8 @@ def test_labels_follow_the_threshold():
     }
 
 
-def test_predict_fn_takes_a_plain_array(model, rows):
-    scores = inference.predict_fn(np.asarray(rows[:2]), model)
+def test_predict_takes_a_plain_array(model, rows):
+    scores = inference.predict(np.asarray(rows[:2]), model)
     assert scores.tolist() == pytest.approx(expected_scores(model, rows[:2]))
 
 
@@ -320,7 +318,6 @@ def test_long_values_are_truncated_and_messages_are_one_ascii_line(model, rows):
     assert error.message.startswith("row 1, column 1 (mean_radius): '\\xe9")
     assert error.message.isascii() and "..." in error.message
     assert len(error.message) < 250
-    assert error.phrase == error.message
     assert PayloadError(400, "two\nlines\r\n").message == "two lines"
 
 
@@ -329,49 +326,44 @@ def test_long_values_are_truncated_and_messages_are_one_ascii_line(model, rows):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_handler_signatures_match_the_toolkit_calls():
-    # sagemaker_inference passes the request context when a handler takes one more argument
+def test_hooks_are_the_ones_the_image_calls():
+    # sagemaker-containers' Transformer calls model_fn(model_dir) and
+    # transform_fn(model, content, content_type, accept); the image refuses to start a module that
+    # defines transform_fn next to input_fn/predict_fn/output_fn.
     assert len(inspect.signature(inference.model_fn).parameters) == 1
-    assert len(inspect.signature(inference.input_fn).parameters) == 2
-    assert len(inspect.signature(inference.predict_fn).parameters) == 2
-    assert len(inspect.signature(inference.output_fn).parameters) == 2
+    assert len(inspect.signature(inference.transform_fn).parameters) == 4
+    assert not {"input_fn", "predict_fn", "output_fn"} & set(vars(inference))
 
 
-def test_payload_error_carries_the_toolkit_attributes():
-    error = PayloadError(415, "nope")
-    assert (error.status, error.status_code, error.message, error.phrase) == (
-        415,
-        415,
-        "nope",
-        "nope",
-    )
-    assert str(error) == "nope"
+def test_transform_fn_answers_200_as_a_tuple_and_4xx_as_a_wsgi_response(model, rows):
+    body, content_type = inference.transform_fn(model, csv_line(rows[0]), "text/csv", "*/*")
+    assert content_type == "application/json"
+    assert len(json.loads(body)["predictions"]) == 1
+
+    error = inference.transform_fn(model, "1,2", "text/csv", "application/json")
+    assert isinstance(error, inference.ErrorResponse)
+    started = []
+    chunks = error({}, lambda status, headers: started.append((status, dict(headers))))
+    status, headers = started[0]
+    assert status == "400 Bad Request"
+    assert headers["Content-Type"] == "application/json"
+    assert int(headers["Content-Length"]) == len(b"".join(chunks))
+    assert json.loads(b"".join(chunks)) == {
+        "error": "Bad Request",
+        "status": 400,
+        "message": "row 1 has 2 values, expected 30 (one per feature)",
+    }
 
 
-def test_payload_error_subclasses_the_toolkit_error_when_importable(monkeypatch):
-    errors = types.ModuleType("sagemaker_inference.errors")
+def test_transform_fn_lets_other_errors_through(model):
+    # anything but a PayloadError is a server fault: the image answers it with a 500
+    with pytest.raises(AttributeError):
+        inference.transform_fn(None, "1", "text/csv", "application/json")
 
-    class BaseInferenceToolkitError(Exception):
-        def __init__(self, status_code, message, phrase):
-            self.status_code = status_code
-            self.message = message
-            self.phrase = phrase
-            super().__init__(status_code, message, phrase)
 
-    errors.BaseInferenceToolkitError = BaseInferenceToolkitError
-    package = types.ModuleType("sagemaker_inference")
-    package.errors = errors
-    monkeypatch.setitem(sys.modules, "sagemaker_inference", package)
-    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors)
-    name = "pipelines.model_build.model_code._inference_with_toolkit"
-    spec = importlib.util.spec_from_file_location(name, MODEL_CODE / "inference.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)
-    spec.loader.exec_module(module)
-    error = module.PayloadError(400, "bad row")
-    # what sagemaker_inference.transformer.Transformer.transform checks before using status_code
-    assert isinstance(error, BaseInferenceToolkitError)
-    assert (error.status_code, error.message, error.phrase) == (400, "bad row", "bad row")
+def test_payload_error_is_one_ascii_line():
+    error = PayloadError(415, "nope\n\u00e9")
+    assert (error.status, error.message, str(error)) == (415, "nope \\xe9", "nope \\xe9")
 
 
 def test_inference_source_parses_as_python_38():
@@ -387,15 +379,11 @@ import numpy, xgboost  # in the container; what they import themselves is theirs
 before = set(sys.modules)
 import inference  # top-level, as the container imports SAGEMAKER_PROGRAM
 model = inference.model_fn(sys.argv[1])
-data = inference.input_fn(sys.argv[2], "text/csv")
-body, content_type = inference.output_fn(inference.predict_fn(data, model), "application/json")
+body, content_type = inference.transform_fn(model, sys.argv[2], "text/csv", "application/json")
 assert content_type == "application/json", content_type
 assert len(json.loads(body)["predictions"]) == 1
-try:
-    inference.input_fn("x", "text/plain")
-except inference.PayloadError as exc:
-    assert exc.status == 415
-allowed = {"inference", "model_format", "sagemaker_inference"}
+assert inference.transform_fn(model, "x", "text/plain", "application/json").status == 415
+allowed = {"inference", "model_format"}
 third_party = {
     name.split(".")[0] for name in set(sys.modules) - before
     if name.split(".")[0] not in sys.stdlib_module_names and not name.startswith("_")
@@ -424,17 +412,17 @@ def test_imports_as_a_top_level_module_from_the_code_dir(model_dir, rows, tmp_pa
 def test_base_score_is_restored_when_this_xgboost_did_not_read_it(model_dir, rows):
     """XGBoost 1.7 (the container's) reads XGBoost 3's "[6.27E-1]" intercept as 0.5."""
     reference = inference.model_fn(str(model_dir))
-    expected = inference.predict_fn(np.asarray(rows[:5]), reference)
+    expected = inference.predict(np.asarray(rows[:5]), reference)
     model_path = str(model_dir / "xgboost-model.json")
     assert inference.restore_base_score(reference.booster, model_path) is None  # read fine
 
     degraded = inference.model_fn(str(model_dir))
     # XGBoost 1.7 falls back to 0.5; 0.9 differs from the saved value whichever XGBoost saved it
     degraded.booster.set_param({"base_score": 0.9})
-    assert not np.allclose(inference.predict_fn(np.asarray(rows[:5]), degraded), expected)
+    assert not np.allclose(inference.predict(np.asarray(rows[:5]), degraded), expected)
     restored = inference.restore_base_score(degraded.booster, model_path)
     assert restored is not None and restored != 0.9
-    assert inference.predict_fn(np.asarray(rows[:5]), degraded) == pytest.approx(expected)
+    assert inference.predict(np.asarray(rows[:5]), degraded) == pytest.approx(expected)
 
 
 def test_base_score_check_tolerates_other_files(model, tmp_path):

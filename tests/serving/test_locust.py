@@ -41,8 +41,9 @@ def test_payloads_mix_all_kinds_and_the_handler_accepts_them(model):
     assert {p.content_type for p in payloads} == {"text/csv", "application/json"}
     assert payloads == build_payloads(*load_feature_rows(), count=60, seed=3)
     for payload in payloads:
-        data = inference.input_fn(payload.body, payload.content_type)
-        body, _ = inference.output_fn(inference.predict_fn(data, model), "application/json")
+        body, _ = inference.transform_fn(
+            model, payload.body, payload.content_type, "application/json"
+        )
         assert check_response(body.encode(), payload.rows) is None
 
 

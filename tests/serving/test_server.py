@@ -109,7 +109,7 @@ def test_handler_crash_is_a_500_with_a_json_error(server, conn, monkeypatch):
     def broken(_data, _model):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(server.app.handler, "predict_fn", broken)
+    monkeypatch.setattr(server.app.handler, "predict", broken)
     response, raw = request(conn, "POST", "/invocations", "1", {"Content-Type": "text/csv"})
     assert response.status == 500
     assert json.loads(raw)["status"] == 500

@@ -1,7 +1,7 @@
 """SageMaker inference handler for the breast-cancer XGBoost model (the serving contract).
 
-Runs inside the SageMaker XGBoost 1.7-1 framework container (Python 3.8, numpy, xgboost 1.7,
-``sagemaker-inference`` behind Multi Model Server) with ``SAGEMAKER_PROGRAM=inference.py`` and
+Runs inside AWS's prebuilt SageMaker XGBoost 1.7-1 image (Python 3.8, numpy, xgboost 1.7.4) as a
+single-model endpoint with ``SAGEMAKER_PROGRAM=inference.py`` and
 ``SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code``; the same functions back the local server
 (``python -m serving.server``).
 
@@ -20,35 +20,45 @@ Response (``Accept`` ``application/json``, ``*/*`` or absent)::
 
 ``score`` is the probability of the positive class, ``label`` is ``score >= 0.5`` (1 = benign).
 
-Bad requests raise :class:`PayloadError`, which carries an HTTP status: 415 unsupported content
+Bad requests are answered with a 4xx status and a JSON body
+``{"error": <reason phrase>, "status": <code>, "message": <one line>}``: 415 unsupported content
 type, 406 unsupported accept, 400 for a bad payload (empty body, malformed CSV/JSON, wrong number
 of values, non-numeric or non-finite value, unknown or missing feature names, more than
-``MAX_ROWS`` rows), with a one-line message naming the row and column where applicable.
-CSV rows are numbered by their line in the body (a header is line 1); columns from 1.
+``MAX_ROWS`` rows), the message naming the row and column where applicable. CSV rows are
+numbered by their line in the body (a header is line 1); columns from 1.
 
-How the container turns exceptions into HTTP statuses: with ``SAGEMAKER_PROGRAM`` set, the 1.7-1
-container serves through MMS with ``sagemaker_xgboost_container.handler_service``, i.e.
-``sagemaker_inference.transformer.Transformer``, whose ``transform`` catches every exception from
-the handler functions and answers a ``sagemaker_inference.errors.BaseInferenceToolkitError`` with
-its ``status_code`` (reason phrase ``phrase``, body ``message`` plus the traceback), and anything
-else with 500. :class:`PayloadError` therefore subclasses ``BaseInferenceToolkitError`` when that
-toolkit is importable (and a stand-in with the same constructor and attributes otherwise).
-The toolkit also calls each handler with as many arguments as its signature declares (one extra
-parameter means "pass the request context"), so the handlers keep exactly their two parameters.
+How the 1.7-1 image serves this module (single-model endpoint, i.e. ``SAGEMAKER_MULTI_MODEL``
+unset): its ``serve`` entry point (``sagemaker_xgboost_container.serving:serving_entrypoint``)
+starts nginx in front of gunicorn (gevent workers) running ``serving:main``, a Flask app from
+``sagemaker-containers`` 2.8.6.post2 (``_worker.Worker``) around its ``_transformer.Transformer``.
+That Transformer wraps every user function in ``_functions.error_wrapper``, which re-raises ANY
+exception as ``_errors.ClientError``; Flask answers that with a 500. Only the default
+(non-user) ``input_fn``/``output_fn`` ever produce 415/406. So raising, even
+``UnsupportedFormatError`` or a werkzeug ``HTTPException``, can never give a 4xx from a user
+script: the status has to be in the RETURN value. This module therefore implements
+``transform_fn(model, body, content_type, accept)``: it returns ``(body, content_type)`` on
+success (the Transformer makes that a 200) and, for a bad request, an :class:`ErrorResponse`,
+a plain WSGI application that Flask's ``make_response`` runs to build the response with its
+status. The image refuses to start (``UserError``) when a module defines ``transform_fn`` next
+to ``input_fn``/``predict_fn``/``output_fn``, so the steps are named ``decode_request``,
+``predict`` and ``encode_response`` here. ``tests/serving/test_container_serving.py`` runs this
+artifact through those pinned packages under Python 3.8 and gunicorn. Multi-model endpoints
+(served by Multi Model Server and ``sagemaker-inference`` instead) are not supported.
 
-Division of work: ``input_fn`` decodes and splits the payload (syntax, size); ``predict_fn``,
+Division of work: ``decode_request`` decodes and splits the payload (syntax, size); ``predict``,
 which knows the model's features, converts and checks the values and runs the model.
 
-Imports are limited to the standard library, numpy, ``model_format`` (numpy + xgboost) and,
-optionally, ``sagemaker_inference``: all present in the container. Keep this file Python 3.8
-compatible (the container's interpreter): no runtime use of 3.9+ syntax or APIs.
+Imports are limited to the standard library, numpy and ``model_format`` (numpy + xgboost): all
+present in the image. Keep this file Python 3.8 compatible (the image's interpreter): no runtime
+use of 3.9+ syntax or APIs.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -58,20 +68,6 @@ try:  # imported as part of the repository's packages (tests, local server)
     from . import model_format
 except ImportError:  # in the container: the code directory is on sys.path, no parent package
     import model_format  # type: ignore[no-redef]
-
-try:
-    from sagemaker_inference.errors import BaseInferenceToolkitError as _ToolkitError
-except Exception:  # pragma: no cover - depends on the environment
-
-    class _ToolkitError(Exception):  # type: ignore[no-redef]
-        """Stand-in for ``sagemaker_inference.errors.BaseInferenceToolkitError``."""
-
-        def __init__(self, status_code: int, message: str, phrase: str) -> None:
-            self.status_code = status_code
-            self.message = message
-            self.phrase = phrase
-            super().__init__(status_code, message, phrase)
-
 
 CSV_CONTENT_TYPE = "text/csv"
 JSON_CONTENT_TYPE = "application/json"
@@ -84,21 +80,62 @@ _MAX_SHOWN = 40  # characters of an offending value echoed in a message
 _MAX_NAMES = 5  # feature names listed in a message
 
 
-class PayloadError(_ToolkitError):  # type: ignore[misc]
+class PayloadError(Exception):
     """A request the model cannot serve. ``status`` is the HTTP status to answer with."""
 
     def __init__(self, status: int, message: str) -> None:
-        # One line of ASCII: the message doubles as the HTTP reason phrase in the container.
+        # One line of ASCII: safe in logs and in any client's error display.
         message = " ".join(str(message).split()).encode("ascii", "backslashreplace").decode()
-        super().__init__(status, message, message)
+        super().__init__(status, message)
         self.status = status
+        self.message = message
 
     def __str__(self) -> str:
         return str(self.message)
 
 
+class ErrorResponse:
+    """A 4xx answer, as a WSGI application (PEP 3333) that Flask's ``make_response`` runs.
+
+    ``transform_fn`` returns it for a bad request: it is the only way a user script gets a status
+    other than 200 or 500 out of the image's Flask worker (see the module docstring). The local
+    server reads ``status``, ``body`` and ``content_type`` directly.
+    """
+
+    __slots__ = ("body", "content_type", "status")
+
+    def __init__(self, error: PayloadError) -> None:
+        self.status = error.status
+        self.content_type = JSON_CONTENT_TYPE
+        payload = {
+            "error": reason_phrase(error.status),
+            "status": error.status,
+            "message": str(error),
+        }
+        self.body = json.dumps(payload).encode("utf-8")
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        start_response(
+            f"{self.status} {reason_phrase(self.status)}",
+            [("Content-Type", self.content_type), ("Content-Length", str(len(self.body)))],
+        )
+        return [self.body]
+
+    def __repr__(self) -> str:
+        return f"ErrorResponse(status={self.status}, body={self.body!r})"
+
+
+def reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
 class Instances:
-    """What ``input_fn`` hands to ``predict_fn``: the request's instances, split but unchecked.
+    """What ``decode_request`` hands to ``predict``: the request's instances, split but unchecked.
 
     ``kind`` is ``"csv"`` (``items``: lists of cell strings), ``"rows"`` (JSON lists of values)
     or ``"records"`` (JSON objects keyed by feature name). ``labels[i]`` names item ``i`` in
@@ -168,8 +205,25 @@ def restore_base_score(booster: Any, model_path: str) -> float | None:
     return saved_values[0]
 
 
-def input_fn(request_body: Any, request_content_type: str | None) -> Instances:
-    """Decode the body and split it into instances (checked against the model in predict_fn)."""
+def transform_fn(
+    model: model_format.LoadedModel,
+    request_body: Any,
+    request_content_type: str | None,
+    accept: str | None,
+) -> tuple[str, str] | ErrorResponse:
+    """The image's serving hook: ``(body, content_type)`` for a 200, an ErrorResponse for a 4xx.
+
+    Anything other than a :class:`PayloadError` propagates: the image answers it with a 500.
+    """
+    try:
+        instances = decode_request(request_body, request_content_type)
+        return encode_response(predict(instances, model), accept)
+    except PayloadError as error:
+        return ErrorResponse(error)
+
+
+def decode_request(request_body: Any, request_content_type: str | None) -> Instances:
+    """Decode the body and split it into instances (checked against the model in predict)."""
     media_type = _media_type(request_content_type)
     if media_type not in (CSV_CONTENT_TYPE, JSON_CONTENT_TYPE):
         raise PayloadError(
@@ -185,7 +239,7 @@ def input_fn(request_body: Any, request_content_type: str | None) -> Instances:
     return _split_json(text)
 
 
-def predict_fn(input_data: Instances | np.ndarray, model: model_format.LoadedModel) -> np.ndarray:
+def predict(input_data: Instances | np.ndarray, model: model_format.LoadedModel) -> np.ndarray:
     """Positive-class probability for each instance (a plain 2-D array of raw rows works too)."""
     matrix = to_matrix(input_data, model.features)
     # LoadedModel.predict(matrix) computes the same scores through an xgboost.DMatrix, whose
@@ -196,11 +250,11 @@ def predict_fn(input_data: Instances | np.ndarray, model: model_format.LoadedMod
     return np.asarray(model.booster.inplace_predict(transformed), dtype=np.float64).reshape(-1)
 
 
-def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
+def encode_response(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
     """Serialise scores as ``{"predictions": [{"score": s, "label": 0 or 1}, ...]}``.
 
-    Returns ``(body, content_type)``; the toolkit and the local server both take this tuple form,
-    which keeps the response content type exact whatever the ``Accept`` header held.
+    Returns ``(body, content_type)``: the image's Transformer turns that tuple into a 200 with
+    exactly this content type, whatever the ``Accept`` header held.
     """
     if not _accepts_json(accept):
         raise PayloadError(
@@ -241,7 +295,7 @@ def _rows_matrix(instances: Instances, features: Sequence[str]) -> np.ndarray:
         order = _header_order(instances.header, features)
     convert = _csv_value if instances.kind == "csv" else _json_value
     rows = []
-    for label, row in zip(instances.labels, instances.items):  # noqa: B905 - no strict= on 3.8
+    for label, row in zip(instances.labels, instances.items):  # noqa: B905 - Python 3.8
         if len(row) != n:
             raise PayloadError(
                 400, f"{label} has {len(row)} values, expected {n} (one per feature)"
@@ -269,7 +323,7 @@ def _rows_matrix(instances: Instances, features: Sequence[str]) -> np.ndarray:
 def _records_matrix(instances: Instances, features: Sequence[str]) -> np.ndarray:
     wanted = set(features)
     rows = []
-    for label, record in zip(instances.labels, instances.items):  # noqa: B905 - no strict= on 3.8
+    for label, record in zip(instances.labels, instances.items):  # noqa: B905 - Python 3.8
         if len(record) != len(features) or not wanted.issuperset(record):
             unknown = [k for k in record if k not in wanted]
             missing = [f for f in features if f not in record]
@@ -410,7 +464,7 @@ def _json_instances(instances: list[Any], labels: list[str]) -> Instances:
     first = instances[0]
     kind = "records" if isinstance(first, dict) else "rows"
     expected = dict if kind == "records" else list
-    for label, item in zip(labels, instances):  # noqa: B905 - no strict= on 3.8
+    for label, item in zip(labels, instances):  # noqa: B905 - Python 3.8
         if type(item) is not expected:
             what = "an object of feature values" if kind == "records" else "a list of numbers"
             raise PayloadError(400, f"{label} must be {what}, like {labels[0]}")
