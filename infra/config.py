@@ -8,6 +8,7 @@ message is one line naming the key, the bad value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ LOG_RETENTION_DAYS = (
 # Account ids used in the shipped cdk.json: replace them with yours (make synth says so).
 PLACEHOLDER_ACCOUNTS = frozenset({"111111111111", "222222222222", "333333333333"})
 
-_ACCOUNT = re.compile(r"^\d{12}$")
+# ASCII digits only and the whole string: ``\d`` would admit '١٢٣...' and ``$`` a trailing newline.
+_ACCOUNT = re.compile(r"[0-9]{12}", re.ASCII)
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(?:[0-9]*x?large|medium|small|micro|nano)$")
 _NAME_PART = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _TAG_KEY = re.compile(r"^[\w .:/=+\-@]{1,128}$")
@@ -362,7 +364,13 @@ def _parse_environment(
             "vpc",
         ),
     )
-    account = env.string("account", _ACCOUNT, "expected a 12-digit AWS account id, as a string")
+    account = str(
+        env.check(
+            "account",
+            lambda v: isinstance(v, str) and _ACCOUNT.fullmatch(v) is not None,
+            "expected a 12-digit AWS account id, as a string",
+        )
+    )
     region = str(
         env.check(
             "region",
@@ -425,8 +433,8 @@ def _parse_environment(
 
     threshold = env.check(
         "model_approval_threshold",
-        lambda v: type(v) in (int, float) and 0 < v <= 1,
-        "expected a number in (0, 1]: the minimum test AUC to register a model",
+        _is_threshold,
+        "expected a finite number in [0, 1]: the minimum test AUC to register a model",
         0.9,
     )
 
@@ -461,6 +469,11 @@ def _parse_environment(
         tags=dict(raw_tags),
         vpc=vpc,
     )
+
+
+def _is_threshold(value: Any) -> bool:
+    """A probability-like score: int or float (not bool, not a string), finite, in [0, 1]."""
+    return type(value) in (int, float) and math.isfinite(value) and 0 <= value <= 1
 
 
 def _id_list(

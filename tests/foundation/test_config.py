@@ -52,6 +52,12 @@ BAD_VALUES = [
     # (path inside the mlops block, bad value, text the message must contain)
     ("environments.dev.account", "12345", "12-digit AWS account id"),
     ("environments.dev.account", 111111111111, "12-digit AWS account id"),
+    ("environments.dev.account", "1111111111111", "12-digit AWS account id"),  # 13 digits
+    ("environments.dev.account", "11111111111", "12-digit AWS account id"),  # 11 digits
+    ("environments.dev.account", "111111111111\n", "12-digit AWS account id"),  # `$` admits it
+    ("environments.dev.account", " 111111111111", "12-digit AWS account id"),
+    ("environments.dev.account", "\u0661" * 12, "12-digit AWS account id"),  # Arabic-Indic
+    ("environments.dev.account", "\uff11" * 12, "12-digit AWS account id"),  # fullwidth
     ("environments.staging.region", "us-middle-9", "AWS region name"),
     ("environments.qa", {"account": "444444444444", "region": "us-east-1"}, "unknown key"),
     ("environments.prod", _DELETE, "required key is missing"),
@@ -73,7 +79,14 @@ BAD_VALUES = [
     ("environments.dev.sizing.traning_instance_type", "ml.m5.large", "unknown key"),
     ("projekt", "x", "did you mean 'project'"),
     ("project", "My Project", "lowercase letters"),
-    ("environments.dev.model_approval_threshold", 1.5, "number in (0, 1]"),
+    ("environments.dev.model_approval_threshold", 1.5, "finite number in [0, 1]"),
+    ("environments.dev.model_approval_threshold", -0.01, "finite number in [0, 1]"),
+    ("environments.dev.model_approval_threshold", float("nan"), "finite number in [0, 1]"),
+    ("environments.dev.model_approval_threshold", float("inf"), "finite number in [0, 1]"),
+    ("environments.dev.model_approval_threshold", float("-inf"), "finite number in [0, 1]"),
+    ("environments.dev.model_approval_threshold", True, "finite number in [0, 1]"),
+    ("environments.dev.model_approval_threshold", "0.9", "finite number in [0, 1]"),
+    ("environments.dev.model_approval_threshold", None, "finite number in [0, 1]"),
     ("environments.dev.features.spot_training", "yes", "true or false"),
     ("environments.dev.tags", {"aws:owner": "x"}, "not aws:"),
     ("environments.dev.vpc", {"vpc_id": "vpc-123"}, "VPC id"),
@@ -81,7 +94,9 @@ BAD_VALUES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "expected"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+@pytest.mark.parametrize(
+    ("path", "value", "expected"), BAD_VALUES, ids=[f"{b[0]}={b[1]!r}" for b in BAD_VALUES]
+)
 def test_bad_value_is_one_line_naming_key_value_and_allowed(
     mlops_config: dict[str, Any], path: str, value: Any, expected: str
 ) -> None:
@@ -97,6 +112,22 @@ def test_bad_value_is_one_line_naming_key_value_and_allowed(
     assert path.split(".")[-1] in key or path in key
     if value is not _DELETE and not isinstance(value, dict):
         assert repr(value) in message
+
+
+@pytest.mark.parametrize("threshold", [0, 0.0, 0.5, 1, 1.0])
+def test_threshold_bounds_are_closed(mlops_config: dict[str, Any], threshold: float) -> None:
+    mlops_config["environments"]["dev"]["model_approval_threshold"] = threshold
+    loaded = load_config(mlops_config).environments["dev"].model_approval_threshold
+    assert loaded == threshold and type(loaded) is float
+
+
+def test_nan_threshold_from_json_text_is_rejected(mlops_config: dict[str, Any]) -> None:
+    # Python's json module parses the non-standard NaN/Infinity literals one may type in cdk.json
+    raw = json.dumps(mlops_config).replace(
+        '"model_approval_threshold": 0.9', '"model_approval_threshold": NaN', 1
+    )
+    with pytest.raises(ConfigError, match=r"model_approval_threshold = nan: expected a finite"):
+        load_config(json.loads(raw))
 
 
 def test_valid_vpc_is_typed(mlops_config: dict[str, Any]) -> None:
