@@ -2,19 +2,24 @@
 
 The same file is the Glue job's script (``main`` runs under Glue 5.0 with job bookmarks, so each run
 only reads raw files it has not processed yet) and the unit under test: :func:`transform` is plain
-PySpark and is tested locally on a small CSV.
+PySpark and is tested locally on a small CSV. The pure-Python helpers (:func:`snake_case`,
+:func:`check_ingest_date`, :func:`curated_names`) import no Spark: pyspark is imported where a
+frame is handled, so they are tested on any machine, with or without pyspark.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame
 
 PARTITION_COLUMN = "ingest_date"
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _NOT_ALNUM = re.compile(r"[^0-9a-zA-Z]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -23,6 +28,27 @@ def snake_case(name: str) -> str:
     """``Mean Radius`` / ``meanRadius`` / ``mean-radius`` -> ``mean_radius``."""
     spaced = _CAMEL.sub("_", name.strip())
     return _NOT_ALNUM.sub("_", spaced).strip("_").lower()
+
+
+def check_ingest_date(ingest_date: str) -> str:
+    """The partition value: a calendar date as ``YYYY-MM-DD`` (ASCII digits), else ValueError."""
+    try:
+        valid = _DATE.fullmatch(ingest_date) is not None and bool(date.fromisoformat(ingest_date))
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(f"ingest_date must be YYYY-MM-DD, got {ingest_date!r}")
+    return ingest_date
+
+
+def curated_names(columns: Sequence[str]) -> list[str]:
+    """Raw column names -> curated ones: unique, non-empty snake_case, not the partition column."""
+    names = [snake_case(c) for c in columns]
+    if any(not n for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"raw columns {list(columns)} do not map to unique snake_case names")
+    if PARTITION_COLUMN in names:
+        raise ValueError(f"raw data must not contain the partition column {PARTITION_COLUMN!r}")
+    return names
 
 
 def transform(df: DataFrame, ingest_date: str) -> DataFrame:
@@ -34,13 +60,10 @@ def transform(df: DataFrame, ingest_date: str) -> DataFrame:
     * exact duplicate rows and all-null rows are dropped;
     * ``ingest_date`` (YYYY-MM-DD) is added as the partition column.
     """
-    if not _DATE.match(ingest_date):
-        raise ValueError(f"ingest_date must be YYYY-MM-DD, got {ingest_date!r}")
-    names = [snake_case(c) for c in df.columns]
-    if any(not n for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"raw columns {df.columns} do not map to unique snake_case names")
-    if PARTITION_COLUMN in names:
-        raise ValueError(f"raw data must not contain the partition column {PARTITION_COLUMN!r}")
+    from pyspark.sql import functions as F
+
+    check_ingest_date(ingest_date)
+    names = curated_names(df.columns)
 
     cleaned = df.select(
         [

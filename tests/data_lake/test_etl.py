@@ -1,4 +1,6 @@
-"""The Glue job's transform, run locally on a small CSV with the very same module Glue runs."""
+"""The Glue job's transform, run locally on a small CSV with the very same module Glue runs.
+
+Needs pyspark (and Java); the pure-Python helpers are tested in test_etl_helpers.py everywhere."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 pyspark = pytest.importorskip("pyspark")
 from pyspark.sql import SparkSession  # noqa: E402
 
-from data_lake.etl.raw_to_curated import PARTITION_COLUMN, snake_case, transform  # noqa: E402
+from data_lake.etl.raw_to_curated import PARTITION_COLUMN, transform  # noqa: E402
 
 RAW_CSV = """Mean Radius,meanTexture,Diagnosis Label,target
 17.99,10.38,M,0
@@ -42,14 +44,6 @@ def raw_frame(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory):  #
     path.write_text(RAW_CSV)
     # Glue's DynamicFrame CSV reader yields strings, as does Spark's reader without inferSchema.
     return spark.read.option("header", True).csv(str(path))
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [("Mean Radius", "mean_radius"), ("meanTexture", "mean_texture"), ("a--b ", "a_b")],
-)
-def test_snake_case(raw: str, expected: str) -> None:
-    assert snake_case(raw) == expected
 
 
 def test_transform_types_cleans_and_deduplicates(raw_frame) -> None:  # type: ignore[no-untyped-def]
