@@ -18,7 +18,7 @@ CDK_CONTEXT := $(if $(BRANCH),-c branch=$(BRANCH),)
 ENV ?= dev
 STAGE = $(shell $(PY) -m infra.stage_name --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',))
 
-.PHONY: help install synth test lint format typecheck bench pipeline-local loadtest deploy diff destroy clean
+.PHONY: help install container-venv synth test lint format typecheck bench pipeline-local loadtest deploy diff destroy clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -41,8 +41,11 @@ synth: install ## synthesize every stage into cdk.out/ (BRANCH=feat/x adds that 
 	rm -rf cdk.out && mv cdk.out.new cdk.out
 	$(PY) -m infra.summary cdk.out
 
-test: install ## the test suite (what CI runs)
+test: install container-venv ## the test suite (what CI runs)
 	$(PY) -m pytest -n 2 -q
+
+container-venv: install ## test-only venv: the SageMaker XGBoost 1.7-1 image's serving stack (Python 3.8)
+	$(PY) -m serving.container_env
 
 lint: install ## ruff, format check, mypy, cfn-lint over every synthesized template
 	$(PY) -m ruff check .
