@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Capture, Match, Template
 
+from data_lake.infrastructure import ETL_SCRIPT
 from tests.conftest import EPHEMERAL_STAGE, SHARED_STAGES, resources_of_type
 
 ALL_STAGES = (*SHARED_STAGES, EPHEMERAL_STAGE)
+REPO = Path(__file__).resolve().parents[2]
 DATA_BUCKETS = ("RawBucket", "CuratedBucket", "ArtifactsBucket")
 
 
@@ -295,3 +299,35 @@ def test_stateful_logical_ids_never_change_silently(
         for stage in ALL_STAGES
     }
     assert ids == snapshot
+
+
+@pytest.mark.parametrize("stage_id", ALL_STAGES)
+def test_etl_job_script_is_the_repository_file_byte_for_byte(
+    synthesized: Any, templates: dict[str, Any], stage_id: str
+) -> None:
+    # ScriptLocation -> the asset object key -> the asset manifest's source file in the assembly,
+    # which must hold exactly data_lake/etl/raw_to_curated.py (another .py file fails here).
+    (job,) = resources_of_type(data_template(templates, stage_id), "AWS::Glue::Job").values()
+    location = job["Properties"]["Command"]["ScriptLocation"]
+    assert isinstance(location, str), location
+    bucket_name, _, object_key = location.removeprefix("s3://").partition("/")
+    stage = synthesized.stage(stage_id)
+    assembly_dir = Path(stage.synth().directory)
+    stack = stage.stateful
+    manifest = json.loads((assembly_dir / f"{stack.artifact_id}.assets.json").read_text())
+    sources = [
+        asset["source"]
+        for asset in manifest["files"].values()
+        for destination in asset["destinations"].values()
+        if destination["objectKey"] == object_key
+        and destination["bucketName"]
+        .replace("${AWS::AccountId}", stack.account)
+        .replace("${AWS::Region}", stack.region)
+        == bucket_name
+    ]
+    assert len(sources) == 1, f"no single asset is uploaded to {location}"
+    (source,) = sources
+    assert source["packaging"] == "file"
+    staged = (assembly_dir / source["path"]).resolve()
+    assert staged.read_bytes() == ETL_SCRIPT.read_bytes()
+    assert ETL_SCRIPT == REPO / "data_lake" / "etl" / "raw_to_curated.py"
