@@ -13,6 +13,13 @@ Data flow (``StepOutputRef`` says which step output feeds which input)::
     CheckAucThreshold: evaluation.json[binary_classification_metrics.auc.value] >= threshold
         -> register the model, else Fail step.
 
+The input schema is fixed: ``INPUT_COLUMNS`` (``FEATURES`` in order, then ``target``). Preprocess
+gets it as ``--columns`` and rejects any other header; the feature transform it fits (and the model
+artifact carries as ``feature_transform.json``) keeps that order, which serving relies on.
+
+Argument values given at run time are ``ParameterValue``s: a pipeline parameter in the definition
+(``InputDataVersion``, ``AucThreshold``), the corresponding option of the local run.
+
 Every processing script takes ``--failure-file /opt/ml/output/message``: SageMaker Processing
 returns the first 1 KB of that file as the job's ``ExitMessage``. Training failures are written to
 ``/opt/ml/output/failure`` by the SageMaker training toolkit itself (``FailureReason``).
@@ -28,6 +35,21 @@ from dataclasses import dataclass
 # --------------------------------------------------------------------------------------------
 
 TARGET_COLUMN = "target"
+#: The model's features, in the order the model, its transform and serving use (the bundled
+#: dataset's columns: scikit-learn's breast-cancer features, snake_case).
+FEATURES: tuple[str, ...] = (
+    "mean_radius", "mean_texture", "mean_perimeter", "mean_area", "mean_smoothness",
+    "mean_compactness", "mean_concavity", "mean_concave_points", "mean_symmetry",
+    "mean_fractal_dimension",
+    "radius_error", "texture_error", "perimeter_error", "area_error", "smoothness_error",
+    "compactness_error", "concavity_error", "concave_points_error", "symmetry_error",
+    "fractal_dimension_error",
+    "worst_radius", "worst_texture", "worst_perimeter", "worst_area", "worst_smoothness",
+    "worst_compactness", "worst_concavity", "worst_concave_points", "worst_symmetry",
+    "worst_fractal_dimension",
+)  # fmt: skip
+#: The header an input CSV must have, exactly (names and order).
+INPUT_COLUMNS: tuple[str, ...] = (*FEATURES, TARGET_COLUMN)
 TRAIN_FILE = "train.csv"
 VALIDATION_FILE = "validation.csv"
 TEST_FILE = "test.csv"
@@ -121,6 +143,40 @@ Source = StepOutputRef | PipelineData | RepoAsset
 
 
 # --------------------------------------------------------------------------------------------
+# Run-time argument values
+# --------------------------------------------------------------------------------------------
+
+#: The version of the input data (any label that changes whenever the data does: a date, a
+#: commit, an S3 version id...). It is part of Preprocess's arguments, so cached step results
+#: are reused only for the same URI *and* version, and it is recorded on the model package.
+PARAM_INPUT_DATA_VERSION = "InputDataVersion"
+#: The AUC a model must reach to be registered (a finite number in [0, 1]).
+PARAM_AUC_THRESHOLD = "AucThreshold"
+#: What a data version may hold: it becomes model package metadata
+#: (``CustomerMetadataProperties`` values: letters, digits, spaces and ``_.:/=+-@``, at most
+#: 256 characters); kept to ASCII and 128 characters here.
+DATA_VERSION_PATTERN = r"[A-Za-z0-9_.:/=+\-@]([A-Za-z0-9 _.:/=+\-@]{0,126}[A-Za-z0-9_.:/=+\-@])?"
+
+
+@dataclass(frozen=True)
+class ParameterValue:
+    """An argument given at run time: ``prefix`` + the value of pipeline parameter ``parameter``.
+
+    Option and value form ONE argument (``--name=value``): a value such as ``-Infinity`` or
+    ``-v1`` given as a separate argument would be read as an option by argparse.
+    """
+
+    parameter: str
+    prefix: str = ""
+
+    def render(self, value: str) -> str:
+        return self.prefix + value
+
+
+Argument = str | ParameterValue
+
+
+# --------------------------------------------------------------------------------------------
 # Steps
 # --------------------------------------------------------------------------------------------
 
@@ -157,7 +213,7 @@ class ProcessingStepSpec:
     script: str  # repo-relative path of the script (ProcessingStep `code=`)
     inputs: tuple[ProcessingInputSpec, ...]
     outputs: tuple[ProcessingOutputSpec, ...]
-    arguments: tuple[str, ...]
+    arguments: tuple[Argument, ...]
     command: tuple[str, ...] = ("python3",)
     failure_file: str = PROCESSING_FAILURE_FILE
 
@@ -168,6 +224,13 @@ class ProcessingStepSpec:
     @property
     def code_container_path(self) -> str:
         return f"{PROCESSING_CODE_DIR}/{self.script_name}"
+
+    def resolved_arguments(self, values: dict[str, str]) -> tuple[str, ...]:
+        """The arguments with each ``ParameterValue`` replaced by ``values[parameter]``."""
+        return tuple(
+            a.render(values[a.parameter]) if isinstance(a, ParameterValue) else a
+            for a in self.arguments
+        )
 
     def input(self, name: str) -> ProcessingInputSpec:
         for spec in self.inputs:
@@ -215,7 +278,8 @@ class TrainingStepSpec:
     hyperparameters: tuple[tuple[str, str], ...]
     channels: tuple[TrainingChannelSpec, ...]
     metric_definitions: tuple[MetricDefinition, ...]
-    objective_metric: str  # for a tuning job; maximised
+    objective_metric: str  # for a tuning job
+    objective_type: str  # "Minimize" | "Maximize"
     model_dir: str = TRAINING_MODEL_DIR
     output_data_dir: str = TRAINING_OUTPUT_DATA_DIR
     code_dir: str = TRAINING_CODE_DIR
@@ -270,7 +334,7 @@ def _io(kind: str, name: str) -> str:
     return f"{PROCESSING_ROOT}/{kind}/{name}"
 
 
-def _argv(*pairs: tuple[str, str]) -> tuple[str, ...]:
+def _argv(*pairs: tuple[str, Argument]) -> tuple[Argument, ...]:
     return tuple(token for pair in pairs for token in pair)
 
 
@@ -302,18 +366,23 @@ PREPROCESS = ProcessingStepSpec(
     script=f"{SCRIPTS_DIR}/preprocess.py",
     inputs=(_PRE_IN_RAW, _PRE_IN_CODE),
     outputs=tuple(_PRE_OUT.values()),
-    arguments=_argv(
-        ("--input", _PRE_IN_RAW.container_path),
-        ("--model-code-dir", _PRE_IN_CODE.container_path),
-        ("--train-dir", _PRE_OUT["train"].container_path),
-        ("--validation-dir", _PRE_OUT["validation"].container_path),
-        ("--test-dir", _PRE_OUT["test"].container_path),
-        ("--transform-dir", _PRE_OUT["transform"].container_path),
-        ("--validation-fraction", str(VALIDATION_FRACTION)),
-        ("--test-fraction", str(TEST_FRACTION)),
-        ("--seed", str(SPLIT_SEED)),
-        ("--min-rows", str(MIN_ROWS)),
-        ("--failure-file", PROCESSING_FAILURE_FILE),
+    arguments=(
+        *_argv(
+            ("--input", _PRE_IN_RAW.container_path),
+            ("--model-code-dir", _PRE_IN_CODE.container_path),
+            ("--train-dir", _PRE_OUT["train"].container_path),
+            ("--validation-dir", _PRE_OUT["validation"].container_path),
+            ("--test-dir", _PRE_OUT["test"].container_path),
+            ("--transform-dir", _PRE_OUT["transform"].container_path),
+            ("--validation-fraction", str(VALIDATION_FRACTION)),
+            ("--test-fraction", str(TEST_FRACTION)),
+            ("--seed", str(SPLIT_SEED)),
+            ("--min-rows", str(MIN_ROWS)),
+            ("--failure-file", PROCESSING_FAILURE_FILE),
+        ),
+        ParameterValue(PARAM_INPUT_DATA_VERSION, "--data-version="),
+        "--columns",  # one argument each: a container argument holds at most 256 characters
+        *INPUT_COLUMNS,
     ),
 )
 
@@ -371,8 +440,13 @@ TRAIN = TrainingStepSpec(
     metric_definitions=(
         MetricDefinition("validation:auc", r"validation-auc: ([0-9]*\.?[0-9]+)"),
         MetricDefinition("train:auc", r"train-auc: ([0-9]*\.?[0-9]+)"),
+        MetricDefinition("validation:logloss", r"validation-logloss: ([0-9]*\.?[0-9]+)"),
+        MetricDefinition("train:logloss", r"train-logloss: ([0-9]*\.?[0-9]+)"),
     ),
-    objective_metric="validation:auc",
+    # The validation AUC of this data saturates at 1.0 (ties between candidates, so a tuning
+    # job would pick any of them, the most overfit included); the log loss keeps discriminating.
+    objective_metric="validation:logloss",
+    objective_type="Minimize",
 )
 
 # ---- Evaluate ------------------------------------------------------------------------------
@@ -392,12 +466,16 @@ EVALUATE = ProcessingStepSpec(
     script=f"{SCRIPTS_DIR}/evaluate.py",
     inputs=(_EVAL_IN_MODEL, _EVAL_IN_TEST),
     outputs=(_EVAL_OUT,),
-    arguments=_argv(
-        ("--model-dir", _EVAL_IN_MODEL.container_path),
-        ("--test", _EVAL_IN_TEST.container_path),
-        ("--output-dir", _EVAL_OUT.container_path),
-        ("--classification-threshold", str(CLASSIFICATION_THRESHOLD)),
-        ("--failure-file", PROCESSING_FAILURE_FILE),
+    arguments=(
+        *_argv(
+            ("--model-dir", _EVAL_IN_MODEL.container_path),
+            ("--test", _EVAL_IN_TEST.container_path),
+            ("--output-dir", _EVAL_OUT.container_path),
+            ("--classification-threshold", str(CLASSIFICATION_THRESHOLD)),
+            ("--failure-file", PROCESSING_FAILURE_FILE),
+        ),
+        # Checked at run time (a finite number in [0, 1]): the condition compares with it.
+        ParameterValue(PARAM_AUC_THRESHOLD, "--auc-threshold="),
     ),
 )
 

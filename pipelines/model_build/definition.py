@@ -15,7 +15,32 @@ DAG (data dependencies only: every edge is a property reference, there is no ``D
         false -> AucBelowThreshold (Fail; the message carries the AUC)
 
 Step outputs go to ``s3://<artifacts bucket>/pipelines/<pipeline>/<ExecutionId>/<step>/<output>``
-(a ``Join`` resolved at run time: executions never overwrite each other). Code comes from
+(a ``Join`` resolved at run time: executions never overwrite each other).
+
+Caching (``CacheConfig`` on every job step, 30 days). Pipelines reuses a step's earlier successful
+run when the step's arguments, parameters resolved, are the same (for a processing job:
+``AppSpecification``, ``Environment``, ``ProcessingInputs``); it never looks at the data behind an
+S3 URI. So every input a job reads must be named by something that changes with its content:
+
+* the raw data: ``InputDataUrl`` *and* ``InputDataVersion``, both in Preprocess's arguments. The
+  version has no usable default (empty): Preprocess fails on it, and a failed run is never
+  reused, so an execution started without a version can neither reuse nor record old results.
+  The version (and URL) are recorded on the model package (``CustomerMetadataProperties``);
+* code: ``<code_uri>`` is a content-hash prefix (any code change is a new URI for every job);
+* upstream outputs: per-execution prefixes, written once (the bucket expires only noncurrent
+  versions), so a downstream step hits only when its upstream step was itself a hit;
+* images: fixed framework versions; parameters (instance types, ``AucThreshold`` in Evaluate's
+  arguments) are part of the arguments.
+
+Re-running with the same data version and a different ``AucThreshold`` or
+``ModelApprovalStatus`` reuses Preprocess, the baseline and training.
+
+Experiment tracking is off (``PipelineExperimentConfig`` null): the SDK's default creates a
+SageMaker Experiment per pipeline and a trial per execution, which the execution role would have
+to be allowed to create and the branch teardown to delete; lineage lives in the model registry
+(metrics, baselines, data version) and in SageMaker's automatic lineage tracking instead.
+
+Code comes from
 ``<code_uri>/`` (``contract.CODE_BUNDLE_*``): a processing script is its job's ``code`` input; the
 training source is ``sourcedir.tar.gz`` in a ``code`` channel that the XGBoost framework
 container's script mode extracts from that local path, so every job runs network-isolated.
@@ -55,12 +80,13 @@ if TYPE_CHECKING:  # the SDK is imported lazily: importing it is slow and needs 
 # ---- Pipeline parameters (their names are the keys of an execution's overrides) -----------
 
 PARAM_INPUT_DATA = "InputDataUrl"  # the contract's PipelineData parameter (checked when used)
+PARAM_INPUT_DATA_VERSION = c.PARAM_INPUT_DATA_VERSION
 PARAM_PROCESSING_INSTANCE_TYPE = "ProcessingInstanceType"
 PARAM_PROCESSING_INSTANCE_COUNT = "ProcessingInstanceCount"
 PARAM_TRAINING_INSTANCE_TYPE = "TrainingInstanceType"
 PARAM_TRAINING_INSTANCE_COUNT = "TrainingInstanceCount"
 PARAM_MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
-PARAM_AUC_THRESHOLD = "AucThreshold"
+PARAM_AUC_THRESHOLD = c.PARAM_AUC_THRESHOLD
 DEFAULT_MODEL_APPROVAL_STATUS = "PendingManualApproval"
 
 # ---- Jobs ----------------------------------------------------------------------------------
@@ -81,7 +107,8 @@ STEP_RETRY = {"interval_seconds": 10, "backoff_rate": 2.0, "max_attempts": 5}
 JOB_RETRY = {"interval_seconds": 60, "backoff_rate": 2.0, "max_attempts": 3}
 
 #: Tuning (``hyperparameter_tuning``): a small search around the contract's defaults; the
-#: objective is ``contract.TRAIN.objective_metric`` (maximised).
+#: objective is ``contract.TRAIN.objective_metric`` (``objective_type``: the validation log
+#: loss, minimised).
 TUNING_MAX_JOBS = 12
 TUNING_MAX_PARALLEL_JOBS = 3
 TUNING_STRATEGY = "Bayesian"
@@ -142,8 +169,8 @@ DISPLAY: dict[str, tuple[str, str]] = {
 }
 TUNING_DISPLAY = (
     "Tune-XGBoost-model",
-    "Tunes eta, max_depth and min_child_weight on the validation AUC; Evaluate scores the best "
-    "training job's model.",
+    "Tunes eta, max_depth and min_child_weight to minimise the validation log loss; Evaluate "
+    "scores the best training job's model.",
 )
 
 
@@ -261,6 +288,8 @@ class _Builder:
         self.subs = _Substitutions(inputs)
         self.session = _session(inputs.region, self.subs.bucket)
         self.input_data = ParameterString(PARAM_INPUT_DATA, default_value=self.subs.input_data_uri)
+        # No usable default: Preprocess rejects an empty version (see "Caching" above).
+        self.data_version = ParameterString(PARAM_INPUT_DATA_VERSION, default_value="")
         self.processing_instance_type = ParameterString(
             PARAM_PROCESSING_INSTANCE_TYPE, default_value=inputs.processing_instance_type
         )
@@ -293,6 +322,7 @@ class _Builder:
             name=self.inputs.pipeline_name,
             parameters=[
                 self.input_data,
+                self.data_version,
                 self.processing_instance_type,
                 self.processing_instance_count,
                 self.training_instance_type,
@@ -302,6 +332,7 @@ class _Builder:
             ],
             steps=[*top_level, self._condition_step()],
             sagemaker_session=self.session,
+            pipeline_experiment_config=None,  # deliberately off: see the module docstring
         )
         pipeline.substitutions = self.subs
         return pipeline
@@ -338,6 +369,21 @@ class _Builder:
             return self.model_artifact
         outputs = self.steps[source.step].properties.ProcessingOutputConfig.Outputs
         return outputs[source.output].S3Output.S3Uri
+
+    def _argument(self, argument: c.Argument) -> Any:
+        """A contract argument: a string, or ``prefix`` joined with a pipeline parameter."""
+        if isinstance(argument, str):
+            return argument
+        from sagemaker.core.workflow.functions import Join
+
+        parameters = {
+            PARAM_INPUT_DATA_VERSION: self.data_version,
+            PARAM_AUC_THRESHOLD: self.auc_threshold,
+        }
+        if argument.parameter not in parameters:
+            raise ValueError(f"no pipeline parameter for {argument}")
+        # A Join makes one string argument of any parameter type (a Float renders as "0.9").
+        return Join(on="", values=[argument.prefix, parameters[argument.parameter]])
 
     def _image(self, image: c.ImageSpec) -> str:
         if image not in self._images:
@@ -436,7 +482,7 @@ class _Builder:
             code=f"{self.subs.code_uri}/{c.code_bundle_key(spec.script)}",
             inputs=inputs,
             outputs=outputs,
-            arguments=list(spec.arguments),
+            arguments=[self._argument(a) for a in spec.arguments],
         )
         property_files = None
         if spec.name == c.CONDITION.step:
@@ -560,7 +606,7 @@ class _Builder:
         tuner = HyperparameterTuner(
             model_trainer=trainer,
             objective_metric_name=spec.objective_metric,
-            objective_type="Maximize",
+            objective_type=spec.objective_type,
             hyperparameter_ranges={
                 name: range_types[kind](low, high)
                 for name, (kind, low, high) in TUNING_RANGES.items()
@@ -684,6 +730,11 @@ class _Builder:
                 model_data_statistics=statistics,
                 model_data_constraints=constraints,
             ),
+            # Which data the model was trained on (the cache keys on the same two values).
+            customer_metadata_properties={
+                PARAM_INPUT_DATA: self.input_data,
+                PARAM_INPUT_DATA_VERSION: self.data_version,
+            },
         )
         display_name, description = DISPLAY[c.REGISTER_STEP]
         return ModelStep(
@@ -754,7 +805,11 @@ def _tuning_step_class() -> type:
 # --------------------------------------------------------------------------------------------
 
 
+@functools.cache
 def _session(region: str, bucket: str) -> Any:
+    """One session per region and bucket stand-in for the process, shared by every build: its
+    ~15 boto3 clients (each parsing botocore's JSON models) are created once. Reusing it
+    leaves each definition byte-identical (tests: the rebuilt definition is the same text)."""
     import boto3
     from sagemaker.core.workflow.pipeline_context import PipelineSession
 

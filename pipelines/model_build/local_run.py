@@ -1,7 +1,7 @@
 """Run the model-build pipeline locally: same scripts, same arguments, same (mapped) paths.
 
     python -m pipelines.model_build.local_run [--work-dir .work/pipeline-local]
-        [--input PATH] [--threshold 0.9]
+        [--input PATH] [--threshold 0.9] [--data-version LABEL]
 
 Steps run in the pipeline's order, each script as a subprocess with exactly the argument list of
 ``contract.py``. Each step gets its own "container" under ``<work>/steps/<Step>/``: every
@@ -10,7 +10,9 @@ before the step (as SageMaker downloads them from S3), the step's code is copied
 SageMaker puts it (so a script importing something it is not shipped with fails here too), and
 outputs are copied out to ``<work>/s3/<Step>/<output>/`` afterwards. Between Train and Evaluate,
 ``/opt/ml/model`` is tarred into ``<work>/s3/Train/model/model.tar.gz``. Logs:
-``<work>/logs/<Step>.log``.
+``<work>/logs/<Step>.log``. The pipeline parameters the steps take as arguments get the
+options' values: ``--data-version`` (default: ``sha256:`` and the start of a hash of the input
+CSV files' names and bytes) and ``--threshold``.
 
 Exit status: 0 when the model would be registered, 3 when the AUC condition fails (the pipeline
 would take the Fail step), 1 when a step fails (its one-line failure message is printed).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -134,6 +137,20 @@ def deterministic_targz(source_dir: Path, archive: Path) -> None:
         gz.write(buffer.getvalue())
 
 
+def content_version(input_path: Path) -> str:
+    """A data version derived from the content: the CSV files Preprocess reads, names and bytes."""
+    files = (
+        [input_path]
+        if input_path.is_file()
+        else sorted(p for p in input_path.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        name = path.name if path == input_path else path.relative_to(input_path).as_posix()
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
 def json_get(document: Mapping[str, Any], key_path: Iterable[str]) -> Any:
     value: Any = document
     for key in key_path:
@@ -148,12 +165,14 @@ class LocalPipeline:
         input_path: Path,
         threshold: float,
         *,
+        data_version: str | None = None,
         python: str = sys.executable,
         echo: Callable[[str], None] = print,
     ) -> None:
         self.work_dir = work_dir.resolve()
         self.input_path = input_path.resolve()
         self.threshold = c.check_threshold(threshold, "threshold")
+        self.data_version = data_version
         self.python = python
         self.echo = echo
 
@@ -220,6 +239,16 @@ class LocalPipeline:
             raise StepFailed(step, message, log)
         return completed.stdout
 
+    def parameter_values(self) -> dict[str, str]:
+        """The pipeline parameters the contract's arguments take, as the local options give them."""
+        version = self.data_version
+        if version is None:
+            version = content_version(self.input_path) if self.input_path.exists() else ""
+        return {
+            c.PARAM_INPUT_DATA_VERSION: version,
+            c.PARAM_AUC_THRESHOLD: repr(self.threshold),
+        }
+
     def run_processing(self, spec: c.ProcessingStepSpec) -> str:
         sandbox = self.sandbox(spec.name)
         for given in spec.inputs:
@@ -235,7 +264,11 @@ class LocalPipeline:
         stdout = self._execute(
             spec.name,
             sandbox,
-            [self.python, str(script), *sandbox.map_args(spec.arguments)],
+            [
+                self.python,
+                str(script),
+                *sandbox.map_args(spec.resolved_arguments(self.parameter_values())),
+            ],
             cwd=sandbox.root,
             env_overrides={},
             failure_file=sandbox.host(spec.failure_file),
@@ -370,13 +403,19 @@ def main(argv: list[str] | None = None) -> int:
         help="raw CSV file or directory of CSV files (default: the bundled dataset)",
     )
     parser.add_argument(
+        "--data-version",
+        help="the InputDataVersion parameter (default: derived from the input files' content)",
+    )
+    parser.add_argument(
         "--threshold",
         type=_threshold_arg,
         default=c.DEFAULT_AUC_THRESHOLD,
         help="AUC threshold for registration, a finite number in [0, 1] (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    pipeline = LocalPipeline(args.work_dir, args.input, args.threshold)
+    pipeline = LocalPipeline(
+        args.work_dir, args.input, args.threshold, data_version=args.data_version
+    )
     result = pipeline.run()
     report(result, echo=print if result.failure is None else _stderr)
     return result.exit_code

@@ -28,6 +28,11 @@ def load_module(path: Path, name: str) -> ModuleType:
     return module
 
 
+DATA_VERSION = "2026-11-30.1"
+#: The input schema of synthetic_frame (what preprocess_args passes as --columns).
+SYNTHETIC_COLUMNS = ("a", "b", "c", "target")
+
+
 def synthetic_frame(rows: int = 80, seed: int = 0) -> pd.DataFrame:
     """Separable-ish binary data: features a, b, c (c integral), balanced target."""
     rng = np.random.default_rng(seed)
@@ -44,7 +49,9 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
-def preprocess_args(input_path: Path, out: Path, *extra: str) -> list[str]:
+def preprocess_args(
+    input_path: Path, out: Path, *extra: str, columns: tuple[str, ...] = SYNTHETIC_COLUMNS
+) -> list[str]:
     return [
         "--input", str(input_path),
         "--model-code-dir", str(MODEL_CODE_DIR),
@@ -53,5 +60,7 @@ def preprocess_args(input_path: Path, out: Path, *extra: str) -> list[str]:
         "--test-dir", str(out / "test"),
         "--transform-dir", str(out / "transform"),
         "--failure-file", str(out / "failure" / "message"),
+        f"--data-version={DATA_VERSION}",
+        "--columns", *columns,
         *extra,
     ]  # fmt: skip

@@ -4,8 +4,10 @@ The schema predates more than the two top-level keys ``PipelineExperimentConfig`
 ``MlflowConfig``. It also has no pipeline functions (``Std:Join``, ``Std:JsonGet``) as argument
 values, a RetryPolicy's ``ExceptionType`` is one string where the service takes a list, and
 ``PropertyFiles``, a container's ``Environment``, ``ModelApprovalStatus``,
-``DriftCheckBaselines``, ``SkipModelValidation`` and ``OutputDataConfig.CompressionType`` are
-missing. :func:`schema_view` rewrites exactly those constructs (tests check the function values
+``DriftCheckBaselines``, ``SkipModelValidation``, ``CustomerMetadataProperties`` and
+``OutputDataConfig.CompressionType`` are missing (all in botocore's CreateModelPackage and
+CreateTrainingJob input shapes, which test_job_arguments.py validates against).
+:func:`schema_view` rewrites exactly those constructs (tests check the function values
 separately and show each rewrite is needed); everything else is validated as rendered.
 """
 
@@ -37,7 +39,12 @@ SCHEMA_GAPS = (
     "compression_type",
 )
 FUNCTIONS = ("Std:Join", "Std:JsonGet")
-REGISTER_FIELDS = ("ModelApprovalStatus", "DriftCheckBaselines", "SkipModelValidation")
+REGISTER_FIELDS = (
+    "ModelApprovalStatus",
+    "DriftCheckBaselines",
+    "SkipModelValidation",
+    "CustomerMetadataProperties",
+)
 
 
 def schema_view(doc: dict[str, Any], gaps: tuple[str, ...] = SCHEMA_GAPS) -> dict[str, Any]:

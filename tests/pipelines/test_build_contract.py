@@ -29,7 +29,7 @@ def test_names_match_model_format(model_format: ModuleType) -> None:
 
 @pytest.mark.parametrize("spec", c.PROCESSING_STEPS, ids=lambda s: s.name)
 def test_processing_arguments_cover_declared_paths(spec: c.ProcessingStepSpec) -> None:
-    container_args = [a for a in spec.arguments if a.startswith("/opt/ml/")]
+    container_args = [a for a in spec.arguments if isinstance(a, str) and a.startswith("/opt/ml/")]
     declared = [i.container_path for i in spec.inputs] + [o.container_path for o in spec.outputs]
     assert sorted(container_args) == sorted([*declared, spec.failure_file])
     assert all(p.startswith(c.PROCESSING_ROOT + "/") for p in declared)
@@ -43,11 +43,28 @@ def test_scripts_accept_contract_arguments_and_default_to_them(
     spec: c.ProcessingStepSpec, scripts: dict[str, ModuleType]
 ) -> None:
     parser = scripts[spec.name].build_parser()
-    from_contract = vars(parser.parse_args(list(spec.arguments)))
-    defaults = vars(parser.parse_args([]))
-    # Every option is given by the contract, and the script's defaults are the same values.
+    runtime = {c.PARAM_INPUT_DATA_VERSION: "-v1", c.PARAM_AUC_THRESHOLD: "-Infinity"}
+    from_contract = vars(parser.parse_args(list(spec.resolved_arguments(runtime))))
+    # Options without a default are given on every run: run-time parameters and the schema.
+    required = {a.dest: a for a in parser._actions if a.required}
+    given = {p.parameter: p for p in spec.arguments if isinstance(p, c.ParameterValue)}
+    expected_required = {
+        c.PREPROCESS_STEP: {"data_version", "columns"},
+        c.EVALUATE_STEP: {"auc_threshold"},
+    }.get(spec.name, set())
+    assert set(required) == expected_required
+    for dest in required:
+        from_contract.pop(dest)
+    if "columns" in required:
+        assert spec.arguments[-len(c.INPUT_COLUMNS) - 1 :] == ("--columns", *c.INPUT_COLUMNS)
+    # A parameter's value reaches the script whole, even one starting with "-".
+    for name, value in runtime.items():
+        if name in given:
+            dest = given[name].prefix.removeprefix("--").removesuffix("=").replace("-", "_")
+            assert vars(parser.parse_args(list(spec.resolved_arguments(runtime))))[dest] == value
+    defaults = {a.dest: a.default for a in parser._actions if not a.required and a.dest != "help"}
+    # Every other option is given by the contract, and the script's defaults are those values.
     assert from_contract == defaults
-    assert len(spec.arguments) == 2 * len(defaults)
 
 
 def test_training_arguments_and_environment(train_script: ModuleType) -> None:
@@ -83,6 +100,10 @@ def test_metric_regexes_parse_train_output() -> None:
     assert regex["validation:auc"].findall(line) == ["0.987654"]
     assert regex["train:auc"].findall(line) == ["0.998000"]
     assert regex["validation:auc"].findall("validation-auc: 1.000000") == ["1.000000"]
+    assert regex["validation:logloss"].findall(line) == ["0.3"]
+    assert regex["train:logloss"].findall(line) == ["0.2"]
+    # The tuning objective: a defined metric, minimised (the AUC saturates on this data).
+    assert (c.TRAIN.objective_metric, c.TRAIN.objective_type) == ("validation:logloss", "Minimize")
     assert c.TRAIN.objective_metric in regex
     assert c.TRAIN.metric_definitions[0].as_sagemaker() == {
         "Name": "validation:auc",

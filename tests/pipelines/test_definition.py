@@ -231,7 +231,7 @@ def test_function_values_are_well_formed(built: Built) -> None:
     json_gets = [value for key, value in walk(built.doc) if key == "Std:JsonGet"]
     assert joins and json_gets
     for join in joins:
-        assert set(join) == {"On", "Values"} and join["On"] in {"/", " "}
+        assert set(join) == {"On", "Values"} and join["On"] in {"/", " ", ""}
         for value in join["Values"]:
             assert isinstance(value, str | float | int) or set(value) in ({"Get"}, {"Std:JsonGet"})
     for json_get in json_gets:
@@ -288,6 +288,8 @@ def test_parameters(built: Built) -> None:
     inputs = built.inputs
     assert built.doc["Parameters"] == [
         {"Name": "InputDataUrl", "Type": "String", "DefaultValue": inputs.input_data_uri},
+        # No usable default: Preprocess rejects an empty version (test_preprocess_script.py).
+        {"Name": "InputDataVersion", "Type": "String", "DefaultValue": ""},
         {"Name": "ProcessingInstanceType", "Type": "String", "DefaultValue": "ml.m5.large"},
         {
             "Name": "ProcessingInstanceCount",
@@ -314,7 +316,17 @@ def test_processing_step_runs_the_contract(spec: c.ProcessingStepSpec, built: Bu
     step = all_steps(built.doc)[spec.name]
     args = step["Arguments"]
     code_uri = built.inputs.code_uri
-    assert args["AppSpecification"]["ContainerArguments"] == list(spec.arguments)
+    assert args["AppSpecification"]["ContainerArguments"] == [
+        argument
+        if isinstance(argument, str)
+        else {
+            "Std:Join": {
+                "On": "",
+                "Values": [argument.prefix, {"Get": f"Parameters.{argument.parameter}"}],
+            }
+        }
+        for argument in spec.arguments
+    ]
     assert args["AppSpecification"]["ContainerEntrypoint"] == [
         *spec.command,
         spec.code_container_path,
@@ -387,9 +399,10 @@ def test_tuning_replaces_training_when_enabled(builds: Builds) -> None:
     assert step["Type"] == "Tuning"
     config = step["Arguments"]["HyperParameterTuningJobConfig"]
     assert config["HyperParameterTuningJobObjective"] == {
-        "Type": "Maximize",
-        "MetricName": c.TRAIN.objective_metric,
+        "Type": "Minimize",
+        "MetricName": "validation:logloss",
     }
+    assert (c.TRAIN.objective_metric, c.TRAIN.objective_type) == ("validation:logloss", "Minimize")
     assert c.TRAIN.objective_metric in {m.name for m in c.TRAIN.metric_definitions}
     ranges = {
         r["Name"]: (kind.removesuffix("ParameterRanges"), r["MinValue"], r["MaxValue"])
@@ -543,6 +556,11 @@ def test_fail_step_message_carries_the_metric(built: Built) -> None:
 def test_registration(built: Built) -> None:
     args = all_steps(built.doc)[c.REGISTER_STEP]["Arguments"]
     assert args["ModelPackageGroupName"] == built.inputs.model_package_group_name
+    # The data the model was trained on, as the execution was given it.
+    assert args["CustomerMetadataProperties"] == {
+        "InputDataUrl": {"Get": "Parameters.InputDataUrl"},
+        "InputDataVersion": {"Get": "Parameters.InputDataVersion"},
+    }
     assert args["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     spec = args["InferenceSpecification"]
     (container,) = spec["Containers"]
@@ -627,3 +645,90 @@ def test_substitutions_refuse_an_altered_stand_in() -> None:
 def test_invalid_inputs_are_refused(change: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         d.build_definition(replace(BASE, **change))
+
+
+# ---- caching: the cache key covers what each job reads ----------------------------------------
+
+#: The request members Pipelines compares to find a cached run, per step type (AWS: "Default
+#: cache key attributes by pipeline step type").
+CACHE_KEY = {
+    "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
+    "Training": (
+        "AlgorithmSpecification", "CheckpointConfig", "DebugHookConfig",
+        "DebugRuleConfigurations", "Environment", "HyperParameters", "InputDataConfig",
+    ),
+    "Tuning": ("HyperParameterTuningJobConfig", "TrainingJobDefinition", "TrainingJobDefinitions"),
+}  # fmt: skip
+#: Of a tuning job's training job definition, only these count.
+TUNING_DEFINITION_KEY = (
+    "AlgorithmSpecification", "HyperParameterRanges", "InputDataConfig",
+    "StaticHyperParameters", "TuningObjective",
+)  # fmt: skip
+
+
+def cache_key(step: dict[str, Any]) -> dict[str, Any]:
+    key = {k: v for k, v in step["Arguments"].items() if k in CACHE_KEY[step["Type"]]}
+    if step["Type"] == "Tuning":
+        definition = key["TrainingJobDefinition"]
+        key["TrainingJobDefinition"] = {
+            k: v for k, v in definition.items() if k in TUNING_DEFINITION_KEY
+        }
+    return key
+
+
+def test_cache_keys_cover_every_input_a_job_reads(built: Built) -> None:
+    """Pipelines never looks behind an S3 URI: each URI a cached job reads must change with its
+    content. Allowed: the code bundle (a content-hash prefix), upstream step outputs (written once
+    under the execution id) and the raw data URI only together with the data version."""
+    code_uri = built.inputs.code_uri
+    steps = all_steps(built.doc)
+    cached = {name: s for name, s in steps.items() if s.get("CacheConfig", {}).get("Enabled")}
+    assert set(cached) == set(jobs(built.doc))
+    for name, step in cached.items():
+        key = cache_key(step)
+        uris = [v for k, v in walk(key) if k in {"S3Uri", "S3OutputPath"}]
+        assert uris, name
+        for uri in uris:
+            if isinstance(uri, str):
+                assert uri.startswith(code_uri + "/"), (name, uri)
+            elif uri == {"Get": "Parameters.InputDataUrl"}:
+                assert '{"Get": "Parameters.InputDataVersion"}' in json.dumps(key), name
+            elif "Std:Join" in uri and EXECUTION_ID in uri["Std:Join"]["Values"]:
+                # Spot checkpoints: unique per execution, so the key only gets narrower (a
+                # spot-trained Train step is never a cache hit; resuming another execution's
+                # checkpoints would be wrong anyway).
+                assert (name, uri) == (c.TRAIN_STEP, output_uri(built.inputs, name, "checkpoints"))
+            else:
+                assert referenced_steps(uri), (name, uri)  # an upstream step's output
+    # Only Preprocess reads the raw data, and its key holds the version as an argument.
+    readers = {n for n, s in cached.items() if "Parameters.InputDataUrl" in json.dumps(s)}
+    assert readers == {c.PREPROCESS_STEP}
+    arguments = steps[c.PREPROCESS_STEP]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert {
+        "Std:Join": {
+            "On": "",
+            "Values": ["--data-version=", {"Get": "Parameters.InputDataVersion"}],
+        }
+    } in arguments
+    # Upstream outputs are execution-scoped (never overwritten), so a hit implies equal data.
+    for spec in c.PROCESSING_STEPS:
+        for output in spec.outputs:
+            uri = output_uri(built.inputs, spec.name, output.name)
+            assert EXECUTION_ID in uri["Std:Join"]["Values"]
+
+
+def test_experiment_tracking_is_off(built: Built) -> None:
+    """The SDK's default PipelineExperimentConfig (in some regions) creates an experiment and a
+    trial per execution: permissions the role does not have and resources teardown leaves."""
+    assert built.doc["PipelineExperimentConfig"] is None
+    assert "Execution.PipelineExecutionId" not in json.dumps(built.doc["Parameters"])
+
+
+def test_experiment_config_would_otherwise_be_rendered_in_ga_regions() -> None:
+    """Why the explicit None matters: in us-east-1 the SDK's default is on."""
+    from sagemaker.mlops.workflow.pipeline import Pipeline
+
+    with d._sdk_context():
+        session = d._session("us-east-1", "bucket")
+        pipeline = Pipeline(name="p", steps=[], sagemaker_session=session)
+    assert pipeline.pipeline_experiment_config is not None

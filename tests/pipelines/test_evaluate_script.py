@@ -61,8 +61,11 @@ def known_model(tmp_path: Path, model_format: ModuleType) -> tuple[Path, pd.Data
     return tmp_path / "artifact", test
 
 
-def run_evaluate(evaluate: ModuleType, model: Path, test: Path, out: Path) -> int:
+def run_evaluate(
+    evaluate: ModuleType, model: Path, test: Path, out: Path, auc_threshold: str = "0.9"
+) -> int:
     args = ["--model-dir", str(model), "--test", str(test), "--output-dir", str(out)]
+    args += [f"--auc-threshold={auc_threshold}"]  # one argument, as the pipeline gives it
     return int(evaluate.main([*args, "--failure-file", str(out / "msg")]))
 
 
@@ -156,3 +159,34 @@ def test_archive_escaping_members_are_refused(evaluate: ModuleType, tmp_path: Pa
     assert run_evaluate(evaluate, tmp_path / "model", tmp_path, tmp_path / "out") == 1
     assert "escapes the archive" in (tmp_path / "out" / "msg").read_text()
     assert not (tmp_path / "evil.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "value", ["NaN", "nan", "Infinity", "-Infinity", "inf", "-0.01", "1.01", "2", "", "abc"]
+)
+def test_auc_threshold_parameter_is_checked_before_scoring(
+    evaluate: ModuleType,
+    known_model: tuple[Path, pd.DataFrame],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    value: str,
+) -> None:
+    """The pipeline's AucThreshold reaches Evaluate as text (a Float parameter rendered with
+    Std:Join): NaN or out of range would otherwise decide the registration silently."""
+    artifact, test = known_model
+    source = write_csv(tmp_path / "test.csv", test)
+    assert run_evaluate(evaluate, artifact, source, tmp_path / "out", auc_threshold=value) == 1
+    message = f"AucThreshold must be a finite number in [0, 1], got {value!r}"
+    assert capsys.readouterr().err == f"ERROR: {message}\n"
+    assert (tmp_path / "out" / "msg").read_text() == message + "\n"
+    assert not (tmp_path / "out" / "evaluation.json").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "0.9", "1", "1.0"])
+def test_auc_threshold_in_the_closed_unit_range_is_accepted(
+    evaluate: ModuleType, known_model: tuple[Path, pd.DataFrame], tmp_path: Path, value: str
+) -> None:
+    artifact, test = known_model
+    source = write_csv(tmp_path / "test.csv", test)
+    assert run_evaluate(evaluate, artifact, source, tmp_path / "out", auc_threshold=value) == 0
+    assert contract.check_threshold(value) == float(value)

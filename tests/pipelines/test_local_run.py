@@ -52,7 +52,9 @@ def test_bundled_dataset_would_be_registered(first_run: Run) -> None:
     assert result.registered and result.exit_code == 0
     assert first_run.lines[-1] == f"would register: yes (auc {result.auc:.4f} >= 0.90)"
     assert result.metrics["accuracy"]["value"] > 0.9
-    assert result.total_seconds < 60  # target < 30 s on 2 cores; generous for CI noise
+    # Speed is measured by `make bench`, never asserted here: this checks the timing table.
+    assert all(step.seconds >= 0 for step in result.steps)
+    assert result.total_seconds == sum(step.seconds for step in result.steps)
     table = "\n".join(first_run.lines)
     for name in c.STEP_ORDER:
         assert name in table
@@ -64,9 +66,13 @@ def test_steps_ran_with_the_contract_arguments(first_run: Run) -> None:
         sandbox = local_run.Sandbox(first_run.work_dir / "steps" / spec.name)
         command = (first_run.work_dir / "logs" / f"{spec.name}.log").read_text().splitlines()[0]
         script = sandbox.host(spec.code_container_path)
-        assert command == " ".join(
-            ["$", sys.executable, str(script), *sandbox.map_args(spec.arguments)]
-        )
+        values = {
+            c.PARAM_INPUT_DATA_VERSION: local_run.content_version(BUNDLED_CSV),
+            c.PARAM_AUC_THRESHOLD: repr(c.DEFAULT_AUC_THRESHOLD),
+        }
+        arguments = spec.resolved_arguments(values)
+        assert command == " ".join(["$", sys.executable, str(script), *sandbox.map_args(arguments)])
+        assert all(isinstance(a, str) for a in arguments)
     train_command = (first_run.work_dir / "logs" / "Train.log").read_text().splitlines()[0]
     assert train_command.endswith("/opt/ml/code/train.py " + " ".join(c.TRAIN.arguments()))
 
@@ -152,3 +158,28 @@ def test_threshold_outside_the_unit_range_is_refused_before_any_step(
     assert not work.exists()  # nothing ran
     with pytest.raises(ValueError, match=r"must be a finite number in \[0, 1\]"):
         local_run.LocalPipeline(work, BUNDLED_CSV, float(value) if value != "abc" else 2.0)
+
+
+def test_data_version_reaches_preprocess(first_run: Run, tmp_path: Path) -> None:
+    version = local_run.content_version(BUNDLED_CSV)
+    assert version.startswith("sha256:") and len(version) == len("sha256:") + 16
+    log = (first_run.work_dir / "logs" / f"{c.PREPROCESS_STEP}.log").read_text()
+    assert f"--data-version={version}" in log.splitlines()[0]
+    assert f"(version {version}): 569 rows, 30 features" in log
+    copy = tmp_path / "copy.csv"
+    copy.write_bytes(BUNDLED_CSV.read_bytes() + b"")
+    assert local_run.content_version(copy) != version  # the file name is part of it
+    edited = tmp_path / "breast_cancer.csv"
+    edited.write_bytes(BUNDLED_CSV.read_bytes().replace(b"17.99", b"17.98", 1))
+    assert local_run.content_version(edited) != version
+
+
+def test_invalid_data_version_fails_in_preprocess(tmp_path: Path) -> None:
+    lines: list[str] = []
+    pipeline = local_run.LocalPipeline(
+        tmp_path / "work", BUNDLED_CSV, 0.9, data_version="a,b", echo=lines.append
+    )
+    result = pipeline.run()
+    assert result.exit_code == local_run.EXIT_STEP_FAILED
+    assert result.failure is not None and result.failure.step == c.PREPROCESS_STEP
+    assert result.failure.message.startswith("InputDataVersion 'a,b' is not a valid version")

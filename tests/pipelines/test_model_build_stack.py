@@ -100,9 +100,11 @@ def test_jobs_run_the_code_bundle_of_this_synth(definition: dict[str, Any], tmp_
     preprocess = next(s for s in definition["Steps"] if s["Name"] == c.PREPROCESS_STEP)
     code = next(i for i in preprocess["Arguments"]["ProcessingInputs"] if i["InputName"] == "code")
     assert code["S3Input"]["S3Uri"].endswith(f"/code/model-build/{code_hash}/scripts/preprocess.py")
-    assert preprocess["Arguments"]["AppSpecification"]["ContainerArguments"] == list(
-        c.PREPROCESS.arguments
-    )
+    arguments = preprocess["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert [a for a in arguments if isinstance(a, str)] == [
+        a for a in c.PREPROCESS.arguments if isinstance(a, str)
+    ]
+    assert arguments[-len(c.INPUT_COLUMNS) :] == list(c.INPUT_COLUMNS)  # the fixed schema
 
 
 def test_code_and_example_dataset_are_uploaded_by_the_stack(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -11,7 +12,17 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 import pytest
-from mb_helpers import MODEL_CODE_DIR, SCRIPTS_DIR, preprocess_args, synthetic_frame, write_csv
+from mb_helpers import (
+    BUNDLED_CSV,
+    DATA_VERSION,
+    MODEL_CODE_DIR,
+    SCRIPTS_DIR,
+    preprocess_args,
+    synthetic_frame,
+    write_csv,
+)
+
+from pipelines.model_build import contract as c
 
 
 def run_ok(preprocess: ModuleType, input_path: Path, out: Path, *extra: str) -> None:
@@ -81,9 +92,7 @@ def test_transform_is_fitted_on_train_split_only(
 def test_reads_every_csv_in_a_directory(preprocess: ModuleType, tmp_path: Path) -> None:
     frame = synthetic_frame(rows=100)
     write_csv(tmp_path / "raw" / "part-1.csv", frame.iloc[:40])
-    write_csv(
-        tmp_path / "raw" / "z-nested" / "part-2.CSV", frame.iloc[40:][["c", "target", "b", "a"]]
-    )
+    write_csv(tmp_path / "raw" / "z-nested" / "part-2.CSV", frame.iloc[40:])
     (tmp_path / "raw" / "README.txt").write_text("not data")
     out = tmp_path / "out"
     run_ok(preprocess, tmp_path / "raw", out)
@@ -110,6 +119,31 @@ BAD_INPUTS = [
         {"data.csv": "a,b,c,label\n" + _rows(60)},
         "data.csv",
         "data.csv: missing column 'target'",
+    ),
+    (
+        "extra-column",
+        {"data.csv": "a,b,c,d,target\n" + "".join(f"{i},{i},{i},{i},{i % 2}\n" for i in range(60))},
+        "data.csv",
+        "data.csv: unexpected column 'd'",
+    ),
+    (
+        "reordered-columns",
+        {"data.csv": "b,a,c,target\n" + _rows(60)},
+        "data.csv",
+        "data.csv: column 'b' at position 1, expected 'a' (columns must be in the fixed order)",
+    ),
+    (
+        "target-not-last",
+        {"data.csv": "target,a,b,c\n" + _rows(60)},
+        "data.csv",
+        "data.csv: column 'target' at position 1, expected 'a' "
+        "(columns must be in the fixed order)",
+    ),
+    (
+        "reordered-second-file",
+        {"a.csv": GOOD_HEADER + _rows(40), "b.csv": "a,c,b,target\n" + _rows(40)},
+        ".",
+        "b.csv: column 'c' at position 2, expected 'b' (columns must be in the fixed order)",
     ),
     (
         "non-numeric",
@@ -157,7 +191,7 @@ BAD_INPUTS = [
         "inconsistent-files",
         {"a.csv": GOOD_HEADER + _rows(40), "b.csv": "a,b,target\n" + "1,2,0\n" * 40},
         ".",
-        "b.csv: missing column 'c' (present in a.csv)",
+        "b.csv: missing column 'c'",
     ),
     (
         "single-class",
@@ -242,3 +276,81 @@ def test_cli_exits_non_zero_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in completed.stderr
     assert completed.stderr == f"ERROR: {source}: too few rows (12 < 50)\n"
     assert MODEL_CODE_DIR.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("", "InputDataVersion is empty: start the execution with the version of its input data"),
+        (
+            "   ",
+            "InputDataVersion is empty: start the execution with the version of its input data",
+        ),
+        ("a,b", "InputDataVersion 'a,b' is not a valid version: 1-128 characters from letters"),
+        ("v" * 129, "is not a valid version: 1-128 characters"),
+    ],
+)
+def test_a_missing_or_invalid_data_version_is_rejected_before_reading(
+    preprocess: ModuleType,
+    make_csv: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    version: str,
+    expected: str,
+) -> None:
+    args = preprocess_args(make_csv(), tmp_path / "out")
+    args[args.index(f"--data-version={DATA_VERSION}")] = f"--data-version={version}"
+    assert preprocess.main(args) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert expected in line
+    assert (tmp_path / "out" / "failure" / "message").read_text() == line[len("ERROR: ") :] + "\n"
+    assert not (tmp_path / "out" / "train").exists()
+
+
+def test_data_version_pattern_is_the_contracts(preprocess: ModuleType) -> None:
+    assert preprocess.DATA_VERSION_PATTERN == c.DATA_VERSION_PATTERN
+
+
+@pytest.mark.parametrize(
+    ("columns", "expected"),
+    [
+        (["a", "b", "c"], "--columns: no 'target' column"),
+        (["a", "a", "target"], "--columns: duplicate column names"),
+        (["target"], "--columns: no feature columns besides 'target'"),
+    ],
+)
+def test_a_bad_schema_argument_is_rejected(
+    preprocess: ModuleType,
+    make_csv: Callable[..., Path],
+    tmp_path: Path,
+    columns: list[str],
+    expected: str,
+) -> None:
+    args = preprocess_args(make_csv(), tmp_path / "out")
+    start = args.index("--columns") + 1
+    args[start : start + 4] = columns
+    assert preprocess.main(args) == 1
+    assert (tmp_path / "out" / "failure" / "message").read_text() == expected + "\n"
+
+
+def test_the_bundled_dataset_has_the_contracts_schema_and_keeps_its_order(
+    preprocess: ModuleType, tmp_path: Path
+) -> None:
+    header = BUNDLED_CSV.read_text().splitlines()[0].split(",")
+    assert tuple(header) == c.INPUT_COLUMNS
+    assert len(c.FEATURES) == 30 and c.INPUT_COLUMNS[-1] == c.TARGET_COLUMN
+    spec = c.PREPROCESS
+    given = spec.arguments[spec.arguments.index("--columns") + 1 :]
+    assert tuple(given) == c.INPUT_COLUMNS  # the pipeline passes the contract's schema
+    args = [
+        "--input", str(BUNDLED_CSV), "--data-version=bundled",
+        "--model-code-dir", str(MODEL_CODE_DIR),
+        "--train-dir", str(tmp_path / "train"), "--validation-dir", str(tmp_path / "validation"),
+        "--test-dir", str(tmp_path / "test"), "--transform-dir", str(tmp_path / "transform"),
+        "--failure-file", str(tmp_path / "message"), "--columns", *c.INPUT_COLUMNS,
+    ]  # fmt: skip
+    assert preprocess.main(args) == 0
+    transform = json.loads((tmp_path / "transform" / c.TRANSFORM_FILE).read_text())
+    assert tuple(transform["features"]) == c.FEATURES  # the order serving relies on
+    train = pd.read_csv(tmp_path / "train" / c.TRAIN_FILE)
+    assert tuple(train.columns) == (c.TARGET_COLUMN, *c.FEATURES)

@@ -24,7 +24,7 @@ def splits(tmp_path_factory: pytest.TempPathFactory, preprocess: ModuleType) -> 
     source = root / "raw.csv"
     lines = BUNDLED_CSV.read_text().splitlines(keepends=True)
     source.write_text("".join(lines[:251]))
-    assert preprocess.main(preprocess_args(source, root)) == 0
+    assert preprocess.main(preprocess_args(source, root, columns=contract.INPUT_COLUMNS)) == 0
     return root
 
 
@@ -81,13 +81,24 @@ def test_trains_loadable_model_with_code_dir(
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
     assert roc_auc_score(test["target"], probabilities) > 0.9
 
-    # Metric lines a tuning job's regex parses; the last validation-auc is the best iteration's.
-    regex = {m.name: m.regex for m in contract.TRAIN.metric_definitions}["validation:auc"]
-    values = [float(v) for v in re.findall(regex, out)]
-    assert len(values) > 10  # one per round, plus the final line
-    assert out.strip().splitlines()[-1] == f"validation-auc: {values[-1]:.6f}"
-    assert 0.9 < values[-1] <= 1.0
-    assert "validation-logloss" in out
+    # Metric lines the metric definitions parse: SageMaker (and a tuning job) takes the LAST value
+    # each regex finds, which must be the kept (best) iteration's.
+    regex = {m.name: m.regex for m in contract.TRAIN.metric_definitions}
+    assert set(regex) == {"train:auc", "validation:auc", "train:logloss", "validation:logloss"}
+    found = {name: [float(v) for v in re.findall(pattern, out)] for name, pattern in regex.items()}
+    rounds = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(rounds) > 10
+    for name, values in found.items():
+        assert len(values) == len(rounds) + 1, name  # one per round, plus the final line
+        assert f"{name.replace(':', '-')}: {values[-1]:.6f}" in out.strip().splitlines()[-4:]
+    # Early stopping keeps the round with the lowest validation log loss: the tuning objective
+    # (minimised) is that round's value, and it discriminates where the AUC has saturated.
+    logloss = found["validation:logloss"]
+    assert logloss[-1] == min(logloss[:-1])
+    best = logloss[:-1].index(logloss[-1])
+    assert found["validation:auc"][-1] == found["validation:auc"][best]
+    assert 0.9 < found["validation:auc"][-1] <= 1.0
+    assert 0.0 < logloss[-1] < 0.5
 
 
 def test_training_is_deterministic(

@@ -13,8 +13,9 @@ It applies the transform and trains ``binary:logistic`` with ``eval_metric=[auc,
 validation log loss (XGBoost stops on the last metric): this small validation split's AUC
 saturates at 1.0 within a few rounds, which would stop training far too early. The trees up to
 the best iteration are kept. Each round prints ``[i] train-auc: x train-logloss: x
-validation-auc: y validation-logloss: y``; the last line is ``validation-auc: <at best
-iteration>`` (the value a tuning job's metric regex reads last).
+validation-auc: y validation-logloss: y``; the last lines repeat the four metrics at the best
+iteration, so that the LAST value each metric definition's regex finds (what SageMaker reports,
+and what a tuning job optimises: ``validation:logloss``, minimised) is the kept model's.
 The model is saved with ``model_format.save_model`` and this directory's ``inference.py`` and
 ``model_format.py`` are copied to ``<model_dir>/code/`` so the artifact carries its serving code.
 """
@@ -196,6 +197,8 @@ def train(args: argparse.Namespace) -> tuple[Any, model_format.FeatureTransform,
         "best_iteration": float(best),
         "train-auc": float(history["train"]["auc"][best]),
         "validation-auc": float(history["validation"]["auc"][best]),
+        "train-logloss": float(history["train"]["logloss"][best]),
+        "validation-logloss": float(history["validation"]["logloss"][best]),
     }
     return booster, transform, metrics
 
@@ -217,8 +220,8 @@ def run(args: argparse.Namespace) -> dict[str, float]:
     copied = copy_serving_code(args.model_dir)
     print(f"saved model to {args.model_dir} (code/: {', '.join(copied) or 'nothing'})")
     print(f"best_iteration: {int(metrics['best_iteration'])}")
-    print(f"train-auc: {metrics['train-auc']:.6f}")
-    print(f"validation-auc: {metrics['validation-auc']:.6f}", flush=True)
+    for name in ("train-auc", "train-logloss", "validation-auc", "validation-logloss"):
+        print(f"{name}: {metrics[name]:.6f}", flush=True)
     return metrics
 
 

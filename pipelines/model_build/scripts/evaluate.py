@@ -11,7 +11,11 @@ the artifact's own ``code/`` directory, scores the RAW test split and writes
         "confusion_matrix": {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}}}
 
 (confusion matrix keyed actual -> predicted; a row is positive when its probability is at least
-``--classification-threshold``). Deterministic: same model and data, byte-identical file.
+``--classification-threshold``). ``--auc-threshold`` is the pipeline's ``AucThreshold`` parameter,
+which the condition step compares the AUC with: it is checked here first (a finite number in
+[0, 1], as ``contract.check_threshold``), so a NaN, infinite or out-of-range value fails the
+execution with a clear message instead of silently deciding the registration.
+Deterministic: same model and data, byte-identical file.
 Standalone (stdlib, numpy, pandas, scikit-learn, xgboost; Python 3.8, pandas 1.x). Failures:
 one line on stderr and in ``--failure-file``.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import sys
 import tarfile
 import tempfile
@@ -118,6 +123,17 @@ def read_test(test_path: Path, features: tuple[str, ...]) -> tuple[np.ndarray, n
     return matrix, labels.astype(np.int64), where
 
 
+def check_threshold(text: str, name: str) -> float:
+    """A finite number in [0, 1] (closed), as contract.check_threshold; else StepError."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise StepError(f"{name} must be a finite number in [0, 1], got {text!r}")
+    return value
+
+
 def _metric(value: float) -> dict[str, Any]:
     return {"value": float(value), "standard_deviation": "NaN"}
 
@@ -156,12 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output-dir", type=Path, default=Path("/opt/ml/processing/output/evaluation")
     )
-    parser.add_argument("--classification-threshold", type=float, default=0.5)
+    parser.add_argument("--classification-threshold", default="0.5")
+    # The AucThreshold parameter, given on every run (no default: the pipeline passes it).
+    parser.add_argument("--auc-threshold", required=True)
     parser.add_argument("--failure-file", type=Path, default=Path("/opt/ml/output/message"))
     return parser
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    check_threshold(args.auc_threshold, "AucThreshold")
+    cutoff = check_threshold(args.classification_threshold, "--classification-threshold")
     with tempfile.TemporaryDirectory(prefix="model-") as scratch:
         model_root = locate_model(args.model_dir, Path(scratch))
         model_format = import_model_format(model_root)
@@ -174,9 +194,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "version": 0.0,
         "dataset": {"item_count": int(labels.size)},
-        "binary_classification_metrics": classification_metrics(
-            labels, probabilities, args.classification_threshold
-        ),
+        "binary_classification_metrics": classification_metrics(labels, probabilities, cutoff),
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     path = args.output_dir / EVALUATION_FILE

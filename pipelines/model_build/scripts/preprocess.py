@@ -3,6 +3,12 @@
 Reads every CSV under ``--input`` (or the single file given), validates it, splits it into
 stratified, seeded train/validation/test sets and fits the feature transform on the train split.
 
+The input schema is fixed: every file's header must be exactly ``--columns`` (the contract's
+``INPUT_COLUMNS``: the features in order, then ``target``); a missing, extra or reordered column
+is rejected, since the model, its transform and serving rely on that order. ``--data-version``
+(the pipeline's ``InputDataVersion``) must be given: it is what keeps a cached run of this step
+from standing in for new data under the same input URI.
+
 Outputs (the splits stay RAW: validated but untransformed, ``target`` first, with a header):
     <train-dir>/train.csv, <validation-dir>/validation.csv, <test-dir>/test.csv
     <transform-dir>/feature_transform.json (model_format.FeatureTransform fitted on train)
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib.util
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -34,6 +41,8 @@ TEST_FILE = "test.csv"
 MODEL_FORMAT_FILE = "model_format.py"
 # Cell values read as "missing" (case-insensitive, after stripping blanks).
 MISSING_TOKENS = frozenset({"", "na", "nan", "null", "none", "n/a"})
+#: == contract.DATA_VERSION_PATTERN (a test checks): model package metadata allows these.
+DATA_VERSION_PATTERN = r"[A-Za-z0-9_.:/=+\-@]([A-Za-z0-9 _.:/=+\-@]{0,126}[A-Za-z0-9_.:/=+\-@])?"
 
 
 class StepError(Exception):
@@ -86,8 +95,24 @@ def _parse_column(path: Path, name: str, cells: pd.Series, lines: np.ndarray) ->
     return values
 
 
-def read_csv_file(path: Path) -> pd.DataFrame:
-    """One validated CSV file as a float frame (``target`` as int64), in file column order."""
+def check_header(path: Path, header: list[str], expected: tuple[str, ...]) -> None:
+    """The header must be ``expected`` exactly: same names, same order."""
+    missing = [name for name in expected if name not in header]
+    if missing:
+        raise StepError(f"{path}: missing column {missing[0]!r}")
+    extra = [name for name in header if name not in expected]
+    if extra:
+        raise StepError(f"{path}: unexpected column {extra[0]!r}")
+    for index, wanted in enumerate(expected):  # same names, same count: compare in order
+        if header[index] != wanted:
+            raise StepError(
+                f"{path}: column {header[index]!r} at position {index + 1}, expected {wanted!r} "
+                "(columns must be in the fixed order)"
+            )
+
+
+def read_csv_file(path: Path, expected: tuple[str, ...]) -> pd.DataFrame:
+    """One validated CSV file as a float frame (``target`` as int64), in ``expected`` order."""
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
@@ -124,10 +149,7 @@ def read_csv_file(path: Path) -> pd.DataFrame:
         if name in seen:
             raise StepError(f"{path}: duplicate column {name!r} in header")
         seen.add(name)
-    if TARGET not in header:
-        raise StepError(f"{path}: missing column {TARGET!r}")
-    if len(header) < 2:
-        raise StepError(f"{path}: no feature columns besides {TARGET!r}")
+    check_header(path, header, expected)
     if not rows:
         raise StepError(f"{path}: no data rows (header only)")
 
@@ -162,28 +184,26 @@ def read_csv_file(path: Path) -> pd.DataFrame:
     return frame
 
 
-def load_dataset(input_path: Path, min_rows: int) -> tuple[pd.DataFrame, str]:
+def check_columns(columns: list[str]) -> tuple[str, ...]:
+    """The ``--columns`` schema: unique names, ``target`` among them, at least one feature."""
+    if len(set(columns)) != len(columns):
+        raise StepError("--columns: duplicate column names")
+    if TARGET not in columns:
+        raise StepError(f"--columns: no {TARGET!r} column")
+    if len(columns) < 2:
+        raise StepError(f"--columns: no feature columns besides {TARGET!r}")
+    return tuple(columns)
+
+
+def load_dataset(
+    input_path: Path, min_rows: int, expected: tuple[str, ...]
+) -> tuple[pd.DataFrame, str]:
     """All CSV files under input_path, validated and concatenated: (frame, where) where
-    ``where`` names the file (or the directory and file count) for later messages."""
+    ``where`` names the file (or the directory and file count) for later messages. Columns:
+    ``target`` first, then the features in ``expected`` order."""
     files = find_csv_files(input_path)
-    frames: list[pd.DataFrame] = []
-    columns: list[str] = []
-    for path in files:
-        frame = read_csv_file(path)
-        if not frames:
-            columns = [TARGET] + [c for c in frame.columns if c != TARGET]
-        else:
-            missing = [c for c in columns if c not in frame.columns]
-            if missing:
-                raise StepError(
-                    f"{path}: missing column {missing[0]!r} (present in {files[0].name})"
-                )
-            extra = [c for c in frame.columns if c not in columns]
-            if extra:
-                raise StepError(
-                    f"{path}: unexpected column {extra[0]!r} (absent from {files[0].name})"
-                )
-        frames.append(frame[columns])
+    columns = [TARGET] + [c for c in expected if c != TARGET]
+    frames = [read_csv_file(path, expected)[columns] for path in files]
     data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     where = str(files[0]) if len(files) == 1 else f"{input_path} ({len(files)} CSV files)"
     if len(data) < min_rows:
@@ -247,6 +267,9 @@ def write_split(frame: pd.DataFrame, directory: Path, filename: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Validate, split and fit the feature transform.")
     parser.add_argument("--input", type=Path, default=Path("/opt/ml/processing/input/raw"))
+    # Given by the pipeline on every run (no defaults: the contract is their one source).
+    parser.add_argument("--data-version", required=True)
+    parser.add_argument("--columns", nargs="+", required=True)
     parser.add_argument(
         "--model-code-dir", type=Path, default=Path("/opt/ml/processing/input/model_code")
     )
@@ -274,8 +297,20 @@ def run(args: argparse.Namespace) -> None:
     if args.validation_fraction + args.test_fraction >= 1.0:
         raise StepError("--validation-fraction + --test-fraction must be below 1")
 
+    version = args.data_version.strip()
+    if not version:
+        raise StepError(
+            "InputDataVersion is empty: start the execution with the version of its input data "
+            "(e.g. a date or commit), so that no cached result stands in for other data"
+        )
+    if re.fullmatch(DATA_VERSION_PATTERN, version) is None:
+        raise StepError(
+            f"InputDataVersion {version!r} is not a valid version: 1-128 characters from "
+            "letters, digits, spaces and _.:/=+-@ (not starting or ending with a space)"
+        )
+    expected = check_columns(args.columns)
     model_format = load_model_format(args.model_code_dir)
-    data, where = load_dataset(args.input, args.min_rows)
+    data, where = load_dataset(args.input, args.min_rows, expected)
     train, validation, test = split_dataset(
         data, args.validation_fraction, args.test_fraction, args.seed, where
     )
@@ -291,7 +326,7 @@ def run(args: argparse.Namespace) -> None:
         f"{name} {len(part)} ({int(part[TARGET].sum())} positive)"
         for name, part in (("train", train), ("validation", validation), ("test", test))
     )
-    print(f"{where}: {len(data)} rows, {len(features)} features -> {counts}")
+    print(f"{where} (version {version}): {len(data)} rows, {len(features)} features -> {counts}")
 
 
 def _report_failure(message: str, failure_file: Path | None) -> None:
