@@ -322,15 +322,17 @@ class BackgroundServer:
         self._loop.run_until_complete(main())
         self._loop.close()
 
-    def start(self) -> BackgroundServer:
+    def start(self, deadline: float = 120.0) -> BackgroundServer:
+        """Start serving; RuntimeError if the loop is not running after ``deadline`` seconds."""
         self._thread.start()
-        self._ready.wait(10)
+        if not self._ready.wait(deadline):
+            raise RuntimeError(f"the server thread did not start within {deadline:g} s")
         return self
 
-    def stop(self) -> None:
+    def stop(self, deadline: float = 120.0) -> None:
         if self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(10)
+            self._thread.join(deadline)
         self.sock.close()
 
     def __enter__(self) -> BackgroundServer:
@@ -340,8 +342,10 @@ class BackgroundServer:
         self.stop()
 
 
-def _worker_main(model_dir: Path, sock: socket.socket) -> int:
-    """Body of a forked worker: load the model, serve until SIGTERM/SIGINT."""
+def _worker_main(model_dir: Path, sock: socket.socket, supervisor: int) -> int:
+    """Body of a forked worker: load the model, serve until SIGTERM/SIGINT or until the
+    ``supervisor`` (its parent, whose pid is taken before the fork: the supervisor may die while
+    this worker still loads the model) is gone."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
     app = ServingApp(model_dir)
@@ -350,10 +354,9 @@ def _worker_main(model_dir: Path, sock: socket.socket) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    parent = os.getppid()
 
     async def watch_parent() -> None:  # exit if the supervisor is gone
-        while os.getppid() == parent:
+        while os.getppid() == supervisor:
             await asyncio.sleep(1.0)
         stop.set()
 
@@ -390,13 +393,14 @@ def serve(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     status = 0
+    supervisor = os.getpid()
     try:
         for index in range(workers):
             pid = os.fork()
             if pid == 0:  # child: never returns into the parent's code
                 code = 1
                 try:
-                    code = _worker_main(model_dir, sock)
+                    code = _worker_main(model_dir, sock, supervisor)
                 except BaseException:
                     logger.exception("worker %d failed", index)
                 finally:
