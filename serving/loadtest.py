@@ -60,7 +60,7 @@ TARGET_RPS = 500.0
 TARGET_P99_MS = 10.0
 OFFER_HEADROOM = 1.01
 DEFAULT_USER_RATE = 20.0  # requests/s per locust user when --users is not given
-SERVER_START_TIMEOUT = 60.0
+SERVER_START_TIMEOUT = 120.0
 STOP_TIMEOUT = 10.0
 
 

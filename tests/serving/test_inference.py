@@ -403,7 +403,7 @@ def test_imports_as_a_top_level_module_from_the_code_dir(model_dir, rows, tmp_pa
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,  # only a guard against a hang: the run takes seconds
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []

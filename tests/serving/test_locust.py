@@ -137,7 +137,7 @@ def test_locustfile_users_selection_and_sagemaker_user():
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=600,  # only a guard against a hang: the run takes seconds
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
