@@ -25,6 +25,7 @@ from pipelines.model_build.model_code import inference, train
 from serving import container_env
 from serving.container_server import ContainerServer
 from serving.processes import alive, children, group_members, wait_until
+from serving.server import BackgroundServer
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +48,14 @@ def image(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield server
 
 
-def post(server: ContainerServer, body: str, headers: dict[str, str]) -> tuple[int, str, bytes]:
+def post(
+    server: ContainerServer | BackgroundServer, body: str | bytes, headers: dict[str, str]
+) -> tuple[int, str, bytes]:
     parts = urlsplit(server.url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
     try:
-        conn.request("POST", "/invocations", body=body.encode("utf-8"), headers=headers)
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        conn.request("POST", "/invocations", body=data, headers=headers)
         response = conn.getresponse()
         return response.status, response.getheader("Content-Type") or "", response.read()
     finally:
@@ -167,3 +171,16 @@ def test_stop_ends_every_pre_forked_worker(artifact, tmp_path):
         server.stop()
     assert not [pid for pid in (master, *workers) if alive(pid)]
     assert group_members(master) == []
+
+
+def test_the_local_server_answers_exactly_as_the_image(image, model_dir, rows):
+    """serving.server (make loadtest) and the image: same status, content type and body."""
+    requests = [(body, headers) for _, body, headers, _, _ in BAD_REQUESTS] + [
+        (csv_line(rows[0]), {"Content-Type": "text/csv"}),
+        (json.dumps({"instances": [rows[0]]}), {}),  # no Content-Type: JSON, as in the image
+        (csv_line(rows[0]), {"ContentType": "text/csv", "Content-Type": "text/plain"}),
+        (csv_line(rows[0]).encode("latin-1") + b"\xff", {"Content-Type": "text/csv"}),
+    ]
+    with BackgroundServer(model_dir, port=0) as local:
+        for body, headers in requests:
+            assert post(local, body, headers) == post(image, body, headers), (body, headers)
