@@ -18,7 +18,7 @@ CDK_CONTEXT := $(if $(BRANCH),-c branch=$(BRANCH),)
 ENV ?= dev
 STAGE = $(shell $(PY) -m infra.stage_name --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',))
 
-.PHONY: help install container-venv synth test lint format typecheck bench pipeline-local loadtest deploy diff destroy clean
+.PHONY: help install container-venv synth test lint format typecheck bench pipeline-local drift-local loadtest deploy diff destroy clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -50,7 +50,7 @@ container-venv: install ## test-only venv: the SageMaker XGBoost 1.7-1 image's s
 lint: install ## ruff, format check, mypy, cfn-lint over every synthesized template
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas serving
+	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas serving monitoring
 	test -d cdk.out || $(MAKE) synth
 	$(VENV)/bin/cfn-lint --non-zero-exit-code informational -- cdk.out/assembly-*/*.template.json
 
@@ -63,6 +63,9 @@ bench: install ## wall times: synth of all stages vs an empty CDK app, test suit
 
 pipeline-local: install ## run the model-build pipeline's step scripts locally on the bundled dataset
 	$(PY) -m pipelines.model_build.local_run
+
+drift-local: install ## drift job (Evidently) on the shipped clean and shifted batches: per-feature results
+	$(PY) -m monitoring.drift.local_run
 
 loadtest: install ## local SageMaker-contract server under locust: p50/p95/p99 and req/s at 500 req/s
 	test -f .work/pipeline-local/s3/Train/model/model.tar.gz || $(MAKE) pipeline-local
