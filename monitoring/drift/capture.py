@@ -180,6 +180,30 @@ def list_window_keys(s3: Any, bucket: str, prefix: str, window: Window) -> list[
     return sorted(keys)
 
 
+def window_manifest(bucket: str, prefix: str, keys: Sequence[str]) -> list[Any]:
+    """A SageMaker manifest (``S3DataType: ManifestFile``) of ``keys`` under ``prefix``.
+
+    ``[{"prefix": "s3://<bucket>/<prefix>/"}, "yyyy/mm/dd/hh/<file>.jsonl", ...]``: a Processing
+    input on it downloads only the window's files, not the endpoint's whole capture history.
+    """
+    base = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    relative = []
+    for key in keys:
+        if not key.startswith(base) or key == base:
+            raise CaptureError(f"key {key!r} is not below the prefix {base!r}")
+        relative.append(key[len(base) :])
+    if not relative:
+        raise CaptureError(f"no capture files under s3://{bucket}/{base} for a manifest")
+    return [{"prefix": f"s3://{bucket}/{base}"}, *relative]
+
+
+def local_capture_files(root: Path) -> list[Path]:
+    """Every ``*.jsonl`` below ``root``: for an input that holds only the window's files."""
+    if not root.is_dir():
+        raise CaptureError(f"{root}: capture directory does not exist")
+    return sorted(p for p in root.rglob(f"*{CAPTURE_SUFFIX}") if p.is_file())
+
+
 def local_window_files(root: Path, window: Window) -> list[Path]:
     """Capture files in ``window`` under a local copy of ``<capture>/<endpoint>/<variant>/``.
 

@@ -14,6 +14,9 @@ Inputs are local files, so a network-isolated SageMaker Processing job can run i
   order of header-less CSV requests.
 * ``--capture-dir``: a local copy of ``<DestinationS3Uri>/<endpoint>/<variant>/`` (a Processing
   input with ``S3DataType: S3Prefix`` on that prefix); files outside the window are skipped.
+  Or, with ``--preselected``, the files of a ``ManifestFile`` input built by the launcher with
+  ``capture.list_window_keys`` + ``capture.window_manifest`` (only the window is downloaded):
+  every ``*.jsonl`` below the directory is read, whatever its relative path.
 
 Outputs in ``--output-dir``: ``drift_report.json``, ``drift_report.html`` (Evidently) and
 ``metric_data.json`` (the CloudWatch datums, timestamped at the window's end). With
@@ -150,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-rows", type=int, default=core.DEFAULT_MIN_ROWS)
     parser.add_argument("--model-package-arn", default=None, help="recorded in the report")
     parser.add_argument("--reference-uri", default=None, help="recorded in the report")
+    parser.add_argument(
+        "--preselected",
+        action="store_true",
+        help="--capture-dir holds only the window's files (a ManifestFile input): read them all",
+    )
     parser.add_argument("--publish-metrics", action="store_true")
     parser.add_argument("--failure-file", type=Path, default=DEFAULT_FAILURE_FILE)
     return parser
@@ -160,7 +168,10 @@ def run(args: argparse.Namespace) -> JobOutput:
     if args.min_rows < 1:
         raise JobError(f"--min-rows must be at least 1, got {args.min_rows}")
     reference, features = load_reference(args.reference)
-    files = capture.local_window_files(args.capture_dir, window)
+    if args.preselected:
+        files = capture.local_capture_files(args.capture_dir)
+    else:
+        files = capture.local_window_files(args.capture_dir, window)
     if not files:
         raise JobError(
             f"{args.capture_dir}: no capture files (yyyy/mm/dd/hh/*.jsonl) in window "

@@ -153,10 +153,34 @@ def test_list_window_keys_lists_one_prefix_per_hour() -> None:
         {"Bucket": "capture", "Prefix": f"{prefix}/2026/01/15/10/"},
         {"Bucket": "capture", "Prefix": f"{prefix}/2026/01/15/11/"},
     ]
+    # A manifest of exactly those keys, in SageMaker's ManifestFile format.
+    assert capture.window_manifest("capture", prefix + "/", found) == [
+        {"prefix": f"s3://capture/{prefix}/"},
+        "2026/01/15/10/a.jsonl",
+        "2026/01/15/10/b.jsonl",
+        "2026/01/15/11/c.jsonl",
+    ]
     # The same records whether read from S3 or from a local copy.
     s3.put_object(Bucket="capture", Key=keys[1], Body=record("1,2,3").encode())
     data = capture.read_capture(capture.s3_sources(s3, "capture", found), FEATURES)
     assert (data.files, data.records, data.rows) == (3, 1, 1)
+
+
+def test_window_manifest_refuses_foreign_keys_and_nothing() -> None:
+    with pytest.raises(CaptureError, match="is not below the prefix 'cap/ep/'"):
+        capture.window_manifest("b", "cap/ep", ["cap/other/2026/01/15/10/a.jsonl"])
+    with pytest.raises(CaptureError, match="no capture files under s3://b/cap/ep/"):
+        capture.window_manifest("b", "cap/ep", [])
+
+
+def test_local_capture_files_reads_every_jsonl(tmp_path: Path) -> None:
+    for rel in ("a.jsonl", "x/b.jsonl", "x/c.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    found = capture.local_capture_files(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.jsonl", "x/b.jsonl"]
+    with pytest.raises(CaptureError, match="does not exist"):
+        capture.local_capture_files(tmp_path / "missing")
 
 
 # ---- records ----------------------------------------------------------------------------------

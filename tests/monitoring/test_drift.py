@@ -273,6 +273,23 @@ def test_job_with_an_empty_capture_window(tmp_path: Path, reference_csv: Path) -
     )
 
 
+def test_job_preselected_reads_files_outside_the_layout(
+    tmp_path: Path, reference_csv: Path
+) -> None:
+    """A ManifestFile input may not keep the hour layout: --preselected reads every file."""
+    root = tmp_path / "cap"
+    root.mkdir()
+    (root / "flat.jsonl").write_text(csv_record([1, 2]) + "\n")
+    code, message = run_job(tmp_path, reference_csv, root)
+    assert code == 1 and "no capture files" in message
+    code, message = run_job(tmp_path, reference_csv, root, "--preselected")
+    # Found and read: now the one row is too few for a drift test.
+    assert (code, message.strip()) == (
+        1,
+        "current data has 1 rows, at least 30 needed for a drift test",
+    )
+
+
 def test_job_when_every_record_is_rejected(tmp_path: Path, reference_csv: Path) -> None:
     # Three values per row, but the reference (the model) has two features.
     root = capture_tree(tmp_path / "cap", "2026/01/15/10", [csv_record([1, 2, 3])] * 3 + ["{"])
