@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import tempfile
 from pathlib import Path
 
@@ -28,8 +29,30 @@ CODE_PREFIX = "code/model-build"
 PIPELINE_PREFIX = "pipelines"
 PROJECT_TAG = "sagemaker:project-name"
 
-# SageMaker job names created by pipelines start with "pipelines-".
-_JOB_TYPES = ("processing-job", "training-job", "hyper-parameter-tuning-job")
+# Names of the jobs a pipeline execution creates: processing and training jobs are named
+# "pipelines-<execution id>-<step>-<random>". A tuning job's name holds at most 32 characters and
+# does not carry that prefix, so tuning jobs are matched by type only (this account and region).
+_JOB_NAME_PATTERNS = (
+    ("processing-job", "pipelines-*"),
+    ("training-job", "pipelines-*"),
+    ("hyper-parameter-tuning-job", "*"),
+)
+#: What the jobs need to pull their (AWS-owned) images: AWS's documented minimum for a
+#: SageMaker execution role. GetAuthorizationToken has no resource-level permission.
+_ECR_PULL_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:BatchGetImage",
+)
+#: <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>[:tag|@digest] in a definition.
+_IMAGE_URI = re.compile(
+    r"\b(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([a-z0-9][a-z0-9._/-]*)[:@]"
+)
+
+
+def image_repositories(definition: str) -> list[tuple[str, str, str]]:
+    """(account, region, repository) of every ECR image a pipeline definition runs, sorted."""
+    return sorted(set(_IMAGE_URI.findall(definition)))
 
 
 @functools.cache
@@ -139,6 +162,7 @@ class ModelBuildPipeline(Construct):
             pipeline_definition={"PipelineDefinitionBody": self.definition},
         )
         self.pipeline.node.add_dependency(code_upload)
+        self._grant_image_pull(stack, self.definition)
         cdk.Tags.of(self.pipeline).add(PROJECT_TAG, naming.sagemaker_project_tag)
         self._acknowledge_deployment_handler(stack, [raw_bucket, artifacts_bucket])
 
@@ -153,12 +177,20 @@ class ModelBuildPipeline(Construct):
     ) -> None:
         role = self.role
         raw_bucket.grant_read(role)
-        artifacts_bucket.grant_read_write(role, f"{CODE_PREFIX}/*")
+        artifacts_bucket.grant_read(role, f"{CODE_PREFIX}/*")  # the code bundle: read-only
         artifacts_bucket.grant_read_write(role, f"{PIPELINE_PREFIX}/*")
-        key.grant_encrypt_decrypt(role)
+        key.grant_encrypt_decrypt(role)  # includes kms:DescribeKey, unconditioned
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EncryptJobVolumes",  # SageMaker creates grants to encrypt job volumes
+                actions=["kms:CreateGrant"],
+                resources=[key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
         job_arns = [
-            stack.format_arn(service="sagemaker", resource=job, resource_name="pipelines-*")
-            for job in _JOB_TYPES
+            stack.format_arn(service="sagemaker", resource=job, resource_name=name)
+            for job, name in _JOB_NAME_PATTERNS
         ]
         role.add_to_policy(
             iam.PolicyStatement(
@@ -285,17 +317,46 @@ class ModelBuildPipeline(Construct):
             (package_arn, "Model versions get generated ARNs within this stage's group only."),
             (
                 "*",
-                "cloudwatch:PutMetricData and ec2 ENI actions support no resource-level "
-                "permission; PutMetricData is limited to SageMaker namespaces by condition.",
+                "cloudwatch:PutMetricData, ecr:GetAuthorizationToken and ec2 ENI actions support "
+                "no resource-level permission; PutMetricData is limited to SageMaker namespaces "
+                "by condition.",
             ),
             *(
-                (arn, "Jobs started by the pipeline get generated names (pipelines-*).")
+                (
+                    arn,
+                    "Pipelines names the jobs it starts at run time: processing and training jobs "
+                    "pipelines-<execution>-<step>-<random>; tuning jobs (32 characters at most) "
+                    "without that prefix, so any tuning job of this account and region.",
+                )
                 for arn in job_arns
             ),
         ):
             acknowledge(role, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
         acknowledge_grant_actions(
             role, applies_to="the bucket prefixes above and this stage's data key"
+        )
+
+    def _grant_image_pull(self, stack: cdk.Stack, definition: str) -> None:
+        """ECR pull access to exactly the image repositories the definition's jobs run."""
+        repositories = image_repositories(definition)
+        if not repositories:
+            raise ValueError("the pipeline definition names no ECR image")
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PullJobImages",
+                actions=list(_ECR_PULL_ACTIONS),
+                resources=[
+                    f"arn:{stack.partition}:ecr:{region}:{account}:repository/{name}"
+                    for account, region, name in repositories
+                ],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="EcrAuthorization",
+                actions=["ecr:GetAuthorizationToken"],
+                resources=["*"],  # no resource-level permission (acknowledged with "*" above)
+            )
         )
 
     def _acknowledge_deployment_handler(

@@ -149,4 +149,103 @@ def test_execution_role_is_least_privilege(templates: dict[str, Any], stage: str
         "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
     }
     jobs = next(s for s in statements if s.get("Sid") == "RunPipelineJobs")
-    assert all(render(r).endswith("/pipelines-*") for r in jobs["Resource"])
+    assert sorted(render(r).split(":", 5)[5] for r in jobs["Resource"]) == [
+        "hyper-parameter-tuning-job/*",  # tuning job names: <= 32 characters, no prefix
+        "processing-job/pipelines-*",
+        "training-job/pipelines-*",
+    ]
+    assert {tuple(render(r).split(":")[:3]) for r in jobs["Resource"]} == {
+        ("arn", "aws", "sagemaker")
+    }
+
+
+def _role_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    role_id = next(
+        k
+        for k in resources_of_type(template, "AWS::IAM::Role")
+        if k.startswith("ModelBuildExecutionRole")
+    )
+    (policy,) = [
+        p["Properties"]
+        for p in resources_of_type(template, "AWS::IAM::Policy").values()
+        if p["Properties"]["Roles"] == [{"Ref": role_id}]
+    ]
+    return policy["PolicyDocument"]["Statement"]  # type: ignore[no-any-return]
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return action if isinstance(action, list) else [action]
+
+
+def _resources(statement: dict[str, Any]) -> list[str]:
+    resource = statement["Resource"]
+    return [render(r) for r in (resource if isinstance(resource, list) else [resource])]
+
+
+def test_jobs_can_encrypt_volumes_with_the_data_key(templates: dict[str, Any], stage: str) -> None:
+    """SageMaker creates KMS grants for job volumes (only for AWS resources); DescribeKey is
+    allowed without that condition, which does not apply to it."""
+    statements = _role_statements(templates[stage]["ModelBuild"])
+    key = f"<{stage}-stateful.PublishOutputFnGetAttDataLakeKey6ACD72F9Arn81FAE894>"
+    (grant,) = [s for s in statements if "kms:CreateGrant" in _actions(s)]
+    assert _actions(grant) == ["kms:CreateGrant"] and _resources(grant) == [key]
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    (describe,) = [s for s in statements if "kms:DescribeKey" in _actions(s)]
+    assert "Condition" not in describe and _resources(describe) == [key]
+    assert {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*"} <= set(_actions(describe))
+
+
+def test_jobs_can_pull_exactly_their_images(
+    templates: dict[str, Any], stage: str, definition: dict[str, Any]
+) -> None:
+    images = {
+        v
+        for k, v in _walk(definition)
+        if k in {"ImageUri", "TrainingImage", "Image"} and isinstance(v, str)
+    }
+    assert len(images) == 2  # scikit-learn (processing) and XGBoost (training, evaluate, serving)
+    expected = sorted(
+        f"arn:aws:ecr:{host.split('.')[3]}:{host.split('.')[0]}:repository/" + path.split(":")[0]
+        for host, path in (uri.split("/", 1) for uri in images)
+    )
+    statements = _role_statements(templates[stage]["ModelBuild"])
+    (pull,) = [s for s in statements if "ecr:BatchGetImage" in _actions(s)]
+    assert sorted(_actions(pull)) == [
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    ]
+    assert sorted(_resources(pull)) == expected
+    assert {r.rsplit("/", 1)[1] for r in expected} == {
+        c.SKLEARN_IMAGE.repository,
+        c.XGBOOST_IMAGE.repository,
+    }
+    (token,) = [s for s in statements if "ecr:GetAuthorizationToken" in _actions(s)]
+    assert _actions(token) == ["ecr:GetAuthorizationToken"] and token["Resource"] == "*"
+
+
+def test_code_bundle_is_read_only_and_outputs_writable(
+    templates: dict[str, Any], stage: str
+) -> None:
+    statements = _role_statements(templates[stage]["ModelBuild"])
+    code, outputs = [], []
+    for statement in statements:
+        for resource in _resources(statement):
+            if resource.endswith("/code/model-build/*"):
+                code += _actions(statement)
+            if resource.endswith("/pipelines/*"):
+                outputs += _actions(statement)
+    assert code and outputs
+    assert all(a.startswith(("s3:GetObject", "s3:GetBucket", "s3:List")) for a in code), code
+    assert "s3:PutObject" in outputs
+
+
+def _walk(node: Any) -> Any:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key, value
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
