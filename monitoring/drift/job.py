@@ -40,10 +40,10 @@ from typing import Any
 
 import pandas as pd
 
-from monitoring.drift import capture, core, metrics
+from monitoring.drift import baseline, capture, core, metrics
 from pipelines.model_build.contract import TARGET_COLUMN
 
-REFERENCE_FILE = "reference.csv"
+REFERENCE_FILE = baseline.REFERENCE_FILE
 DEFAULT_FAILURE_FILE = Path("/opt/ml/output/message")
 
 
