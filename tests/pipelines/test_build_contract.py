@@ -1,5 +1,6 @@
 """contract.py is the single source of truth: scripts accept exactly its arguments, container
-defaults agree with it, the DAG is consistent, and container scripts stay container-compatible."""
+defaults agree with it and the DAG is consistent. (That the code shipped into the images runs
+there: tests/pipelines/test_container_code.py.)"""
 
 from __future__ import annotations
 
@@ -141,36 +142,6 @@ def test_contract_is_plain_data() -> None:
         for alias in node.names
     }
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}
-
-
-CONTAINER_CODE = {
-    # path: third-party modules the image provides
-    "pipelines/model_build/scripts/preprocess.py": {"numpy", "pandas", "sklearn"},
-    "pipelines/model_build/scripts/baseline.py": {"numpy", "pandas", "sklearn"},
-    "pipelines/model_build/scripts/evaluate.py": {"numpy", "pandas", "sklearn", "xgboost"},
-    "pipelines/model_build/model_code/train.py": {
-        "numpy", "pandas", "sklearn", "xgboost", "model_format",
-    },
-    "pipelines/model_build/model_code/model_format.py": {"numpy", "xgboost"},
-}  # fmt: skip
-
-
-@pytest.mark.parametrize("path", sorted(CONTAINER_CODE))
-def test_container_code_is_python38_compatible_and_self_contained(path: str) -> None:
-    source = (REPO_ROOT / path).read_text()
-    tree = ast.parse(source, feature_version=(3, 8))  # the images run Python 3.8/3.9
-    modules = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            modules |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            modules.add((node.module or "").split(".")[0])
-    third_party = modules - set(sys.stdlib_module_names) - {"__future__"}
-    assert third_party <= CONTAINER_CODE[path], third_party
-    # Annotations such as `list[str] | None` must never be evaluated on Python 3.8.
-    assert "from __future__ import annotations" in source
-    assert "strict=" not in source  # zip(strict=...) is Python >= 3.10
-    assert ".removeprefix(" not in source and ".removesuffix(" not in source
 
 
 @pytest.mark.parametrize("value", [0, 0.0, 0.5, 1, 1.0, "0.9", " 1 "])
