@@ -7,6 +7,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# checkov pins an older boto3 than the app: it gets its own venv (requirements-tools.txt).
+TOOLS_VENV := .venv-tools
 # The venv's bin first: its node (24) replaces the end-of-life system Node 20 for jsii and the CLI.
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 # The sagemaker SDK needs a region to import; synth makes no AWS call whatever the value.
@@ -18,7 +20,7 @@ CDK_CONTEXT := $(if $(BRANCH),-c branch=$(BRANCH),)
 ENV ?= dev
 STAGE = $(shell $(PY) -m infra.stage_name --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',))
 
-.PHONY: help install container-venv synth test lint format typecheck bench pipeline-local drift-local loadtest deploy diff destroy clean
+.PHONY: help install container-venv synth test lint check-templates format typecheck bench pipeline-local drift-local loadtest deploy diff destroy clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -32,7 +34,12 @@ node_modules/.installed: package.json package-lock.json $(VENV)/.installed
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed ## venv, Node 24, pinned CDK CLI
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed $(TOOLS_VENV)/.installed ## venvs, Node 24, pinned CDK CLI, asl-validator, checkov
 
 synth: install ## synthesize every stage into cdk.out/ (BRANCH=feat/x adds that branch's stage)
 	@# Synthesize beside cdk.out and swap only on success: bad input never destroys the last good output.
@@ -47,12 +54,18 @@ test: install container-venv ## the test suite (what CI runs)
 container-venv: install ## test-only venv: the SageMaker XGBoost 1.7-1 image's serving stack (Python 3.8)
 	$(PY) -m serving.container_env
 
-lint: install ## ruff, format check, mypy, cfn-lint over every synthesized template
+lint: install ## ruff, format check, mypy, then check-templates
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas serving monitoring
+	$(MAKE) check-templates
+
+check-templates: install ## cfn-lint, checkov, asl-validator + botocore over cdk.out (synth if missing)
 	test -d cdk.out || $(MAKE) synth
 	$(VENV)/bin/cfn-lint --non-zero-exit-code informational -- cdk.out/assembly-*/*.template.json
+	$(TOOLS_VENV)/bin/checkov --framework cloudformation --skip-download --quiet --compact \
+		--file cdk.out/assembly-*/*.template.json
+	$(PY) -m tests.checks.step_functions cdk.out
 
 format: install ## apply ruff fixes and formatting
 	$(PY) -m ruff check --fix .

@@ -14,7 +14,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from infra.compliance import acknowledge, acknowledge_grant_actions
+from infra.compliance import acknowledge, acknowledge_grant_actions, skip_checkov
 from infra.config import Retention
 from infra.naming import ATHENA_WORKGROUP_MAX, Naming
 
@@ -121,6 +121,11 @@ class DataLake(Construct):
             "NIST.800.53.R5-S3BucketReplicationEnabled",
             "Access logs are an audit trail kept for the configured retention in this region; "
             "replicating them doubles cost without protecting the data itself.",
+        )
+        skip_checkov(
+            self.access_logs_bucket,
+            "CKV_AWS_18",
+            "This is the access-log target bucket; logging it into itself would loop.",
         )
 
         noncurrent = cdk.Duration.days(retention.noncurrent_version_days)

@@ -4,15 +4,24 @@ cdk-nag's synth-time plugin does not look inside ``Stage`` constructs, so :func:
 each stage itself with every pack and raises :class:`ComplianceError`, listing each unacknowledged
 finding, when anything is left. Acknowledgments go through :func:`acknowledge`, which insists on
 the exact finding id and a specific reason.
+
+checkov's CloudFormation checks run over the synthesized templates (``make lint``, the test suite).
+A check that does not apply is skipped in the template itself, on the one resource, with a reason:
+``Metadata: {checkov: {skip: [{id, comment}]}}``, written by :func:`skip_checkov` (same rules for
+the reason as an acknowledgment). Skips that hold for every resource of a kind in every stage
+(CDK's own handlers, say) are listed once in :data:`STAGE_CHECKOV_SKIPS` and applied to each Stage
+by the :class:`CheckovSkips` aspect.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
+import jsii
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
 from constructs import IConstruct
 
@@ -43,12 +52,20 @@ class ComplianceError(Exception):
         )
 
 
+def _check_reason(what: str, reason: Any) -> None:
+    if (
+        not isinstance(reason, str)
+        or len(reason.strip()) < MIN_REASON_LENGTH
+        or _WEAK_REASONS.match(reason)
+    ):
+        raise ValueError(f"{what} needs a specific reason, got {reason!r}")
+
+
 def acknowledge(construct: IConstruct, finding_id: str, reason: str) -> None:
     """Acknowledge one exact cdk-nag finding on ``construct`` (and its children)."""
     if not _FINDING_ID.match(finding_id):
         raise ValueError(f"not a cdk-nag finding id: {finding_id!r}")
-    if len(reason.strip()) < MIN_REASON_LENGTH or _WEAK_REASONS.match(reason):
-        raise ValueError(f"acknowledgment of {finding_id} needs a specific reason, got {reason!r}")
+    _check_reason(f"acknowledgment of {finding_id}", reason)
     cdk.Validations.of(construct).acknowledge(cdk.Acknowledgment(id=finding_id, reason=reason))
 
 
@@ -96,3 +113,102 @@ def enforce(stage: cdk.Stage) -> int:
     if found:
         raise ComplianceError(stage.stage_name, found)
     return len(RULE_PACKS)
+
+
+# --------------------------------------------------------------------------------------------
+# checkov
+
+CHECKOV_ID = re.compile(r"^CKV2?_AWS_[0-9]+$")
+CHECKOV_METADATA = "checkov"
+
+
+def _cfn_resource(construct: IConstruct) -> cdk.CfnResource:
+    if isinstance(construct, cdk.CfnResource):
+        return construct
+    child = construct.node.default_child
+    if not isinstance(child, cdk.CfnResource):
+        raise ValueError(f"{construct.node.path} is not a CloudFormation resource")
+    return child
+
+
+def skip_checkov(construct: IConstruct, check_id: str, reason: str) -> None:
+    """Skip one checkov check on one resource, recorded in its template metadata with a reason.
+
+    ``construct`` is a CfnResource or an L2 construct (its default child). Skipping the same check
+    twice keeps one entry, with the latest reason."""
+    if not CHECKOV_ID.match(check_id):
+        raise ValueError(f"not a checkov CloudFormation check id: {check_id!r}")
+    _check_reason(f"checkov skip of {check_id}", reason)
+    resource = _cfn_resource(construct)
+    existing = resource.get_metadata(CHECKOV_METADATA) or {}
+    skips = [entry for entry in existing.get("skip", []) if entry.get("id") != check_id]
+    skips.append({"id": check_id, "comment": reason})
+    resource.add_metadata(CHECKOV_METADATA, {**existing, "skip": skips})
+
+
+@dataclass(frozen=True)
+class CheckovSkip:
+    """Skip ``check_id`` on every ``resource_type`` resource whose construct path matches
+    ``path`` (a regular expression searched in the path; any path when None)."""
+
+    resource_type: str
+    check_id: str
+    reason: str
+    path: str | None = None
+
+    def applies_to(self, resource: cdk.CfnResource) -> bool:
+        return resource.cfn_resource_type == self.resource_type and (
+            self.path is None or re.search(self.path, resource.node.path) is not None
+        )
+
+
+@jsii.implements(cdk.IAspect)
+class CheckovSkips:
+    """Aspect: applies each :class:`CheckovSkip` to the resources it names (added per Stage)."""
+
+    def __init__(self, skips: Sequence[CheckovSkip]) -> None:
+        for skip in skips:  # fail at construction, not half-way through a synth
+            if not CHECKOV_ID.match(skip.check_id):
+                raise ValueError(f"not a checkov CloudFormation check id: {skip.check_id!r}")
+            _check_reason(f"checkov skip of {skip.check_id}", skip.reason)
+        self.skips = tuple(skips)
+
+    def visit(self, node: IConstruct) -> None:
+        if isinstance(node, cdk.CfnResource):
+            for skip in self.skips:
+                if skip.applies_to(node):
+                    skip_checkov(node, skip.check_id, skip.reason)
+
+
+# CDK's own singleton handlers (BucketDeployment, S3 auto-delete objects): constructs we do not
+# define, invoked synchronously by CloudFormation during deployment only.
+_CDK_HANDLER = r"/(Custom::CDKBucketDeployment[0-9A-Fa-f]+[^/]*|Custom::S3AutoDeleteObjects[^/]*)/"
+
+STAGE_CHECKOV_SKIPS: tuple[CheckovSkip, ...] = (
+    CheckovSkip(
+        "AWS::Lambda::Function",
+        "CKV_AWS_115",
+        "No reserved concurrency: a reservation lowers the account's unreserved pool, and "
+        "accounts at the default quota refuse any reservation below 10 unreserved; these "
+        "functions are invoked at most a few times per deployment (the workflow is serialized).",
+    ),
+    CheckovSkip(
+        "AWS::Lambda::Function",
+        "CKV_AWS_117",
+        "Not in a VPC: the functions reach only AWS service APIs over HTTPS with IAM auth, no "
+        "resource inside a VPC; a VPC would add NAT or endpoints without any isolation gain.",
+    ),
+    CheckovSkip(
+        "AWS::Lambda::Function",
+        "CKV_AWS_173",
+        "Environment variables hold only resource names, ARNs and log settings, no secret; "
+        "Lambda encrypts them at rest with an AWS managed key, a CMK would add nothing here.",
+    ),
+    CheckovSkip(
+        "AWS::Lambda::Function",
+        "CKV_AWS_116",
+        "CDK's own custom-resource handler: CloudFormation invokes it synchronously and gets "
+        "the error back; a dead-letter queue only receives failed asynchronous invocations.",
+        path=_CDK_HANDLER,
+    ),
+)

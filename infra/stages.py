@@ -10,6 +10,7 @@ from constructs import Construct
 
 from data_lake.infrastructure import StatePolicy
 from infra.cfn_hygiene import drop_redundant_role_dependencies
+from infra.compliance import STAGE_CHECKOV_SKIPS, CheckovSkips
 from infra.config import StageConfig, StageKind
 from stacks.deployment_stack import DeploymentStack
 from stacks.model_build_stack import ModelBuildStack
@@ -72,6 +73,7 @@ class MlopsStage(cdk.Stage):
         )
         self.deployment.add_stack_dependency(self.stateful)
         drop_redundant_role_dependencies(self)
+        cdk.Aspects.of(self).add(CheckovSkips(STAGE_CHECKOV_SKIPS))
         # Aspects and tags on the App do not reach into a Stage: apply them here.
         for key, value in config.tags.items():
             cdk.Tags.of(self).add(key, value)
