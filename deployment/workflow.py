@@ -2,21 +2,27 @@
 
 ::
 
-    Plan (Lambda: resolve package, guards, idempotency) --noop--> Succeed
-      |--wait (endpoint busy)--> Wait --> Plan
+    Plan (Lambda: resolve package, guards, ordering, idempotency) --noop--> Succeed
+      |--wait (earlier execution running / endpoint busy)--> Wait --> Plan
       |--skip (not approved / not promoted / ...)--> Notify --> Fail "DeploymentSkipped"
       deploy:
       CreateModel --> CreateEndpointConfig --> endpoint exists?
         no:  CreateEndpoint
         yes: [instance type changed: DeregisterScalableTarget] UpdateEndpoint (blue/green +
              canary/linear + auto-rollback alarms on instance endpoints)
+        SageMaker refuses the call because another change is in progress ("Cannot update
+        in-progress endpoint", "Cannot create already existing endpoint"): delete the new config
+        and model, [re-register autoscaling], Wait --> Plan (which then waits, deploys or ends
+        as a no-op by the ordering rule)
       DescribeEndpoint <--Wait-- (Creating/Updating...) --> InService? --> serves the new config?
       --> SmokeTest (Lambda) --> [instances: RegisterScalableTarget, PutScalingPolicy]
-      --> TagEndpoint (model-package-arn) --> Notify --> Succeed
+      --> TagEndpoint (package ARN and version, event time, deployment time) --> Notify --> Succeed
 
     Any failure after Plan: Record<Step>Failure --> Cleanup: wait while the endpoint is busy;
-    delete the endpoint this run created, or roll it back to its previous config; delete the new
-    config and model; [re-apply autoscaling]; Notify (what failed, where) --> Fail.
+    delete the endpoint this run created, or roll it back to its previous config ([instance type
+    changed: DeregisterScalableTarget first], as SageMaker refuses to change the instance type of
+    a registered variant); delete the new config and model; [re-apply autoscaling]; Notify (what
+    failed, where) --> Fail.
 
 SageMaker calls are ``CallAwsService`` SDK integrations scoped to this stage's names; throttling
 is retried with exponential backoff and jitter.
@@ -39,7 +45,17 @@ from constructs import Construct
 from infra.config import InstanceEndpoint, ServerlessEndpoint
 
 VARIANT_NAME = "AllTraffic"
-PACKAGE_TAG = "model-package-arn"  # == lambdas/deploy_plan PACKAGE_TAG
+#: Endpoint tags the plan step reads (== lambdas/deploy_plan/handler.py's *_TAG constants).
+PACKAGE_TAG = "model-package-arn"
+VERSION_TAG = "model-package-version"
+EVENT_TIME_TAG = "deployment-event-time"
+DEPLOYED_AT_TAG = "deployed-at"
+#: ``Cause`` of the SageMaker errors that mean "another change of this endpoint is in progress"
+#: (ValidationException messages of UpdateEndpoint / CreateEndpoint): back to Wait -> Plan.
+ENDPOINT_CONFLICT_CAUSES = (
+    "*Cannot update in-progress endpoint*",
+    "*Cannot create already existing endpoint*",
+)
 BUSY_STATUSES = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 #: Error names of SDK-integration throttling (and other transient service errors).
 SAGEMAKER_TRANSIENT_ERRORS = (
@@ -185,8 +201,11 @@ class DeploymentWorkflow(Construct):
         )
         return _retry_transient(task, LAMBDA_TRANSIENT_ERRORS)
 
-    def _on_failure(self, task: sfn.TaskStateBase, step: str) -> None:
-        """Any error of ``task`` records which step failed, then runs the cleanup."""
+    def _on_failure(
+        self, task: sfn.TaskStateBase, step: str, conflict: sfn.IChainable | None = None
+    ) -> None:
+        """Any error of ``task`` records which step failed, then runs the cleanup; with
+        ``conflict``, SageMaker's "another change is in progress" errors go there instead."""
         record = sfn.Pass(
             self,
             f"Record{step}Failure",
@@ -199,7 +218,22 @@ class DeploymentWorkflow(Construct):
             result_path="$.failure",
         )
         record.next(self._failure_chain)
-        task.add_catch(record, errors=["States.ALL"], result_path="$.caught")
+        target: sfn.IChainable = record
+        if conflict is not None:
+            target = (
+                sfn.Choice(self, f"{step}Conflict")
+                .when(
+                    sfn.Condition.or_(
+                        *(
+                            sfn.Condition.string_matches("$.caught.Cause", pattern)
+                            for pattern in ENDPOINT_CONFLICT_CAUSES
+                        )
+                    ),
+                    conflict,
+                )
+                .otherwise(record)
+            )
+        task.add_catch(target, errors=["States.ALL"], result_path="$.caught")
 
     def _notify(self, id_: str, subject: str, message: Mapping[str, Any]) -> tasks.SnsPublish:
         task = tasks.SnsPublish(
@@ -430,14 +464,66 @@ class DeploymentWorkflow(Construct):
             "$.cleanupEndpoint.EndpointConfigName", "$.plan.endpointConfigName"
         )
         created_here = sfn.Condition.boolean_equals("$.plan.endpointExists", False)
+        roll_back: sfn.IChainable = rollback
+        if self.instances:
+            # SageMaker refuses to change the instance type of a variant registered with
+            # Application Auto Scaling: deregister first (re-registered after the cleanup).
+            deregister = self._autoscaling(
+                "CleanupDeregisterScalableTarget",
+                "deregisterScalableTarget",
+                self._scalable_target(),
+                [],
+            )
+            deregister.add_catch(rollback, errors=["States.ALL"], result_path="$.cleanupError")
+            deregister.next(rollback)
+            roll_back = (
+                sfn.Choice(self, "CleanupInstanceTypeChanged")
+                .when(sfn.Condition.boolean_equals("$.plan.instanceTypeChanged", True), deregister)
+                .otherwise(rollback)
+            )
         describe.next(
             sfn.Choice(self, "CleanupEndpointState")
             .when(self._busy("$.cleanupEndpoint.EndpointStatus"), wait)
             .when(sfn.Condition.and_(serves_new, created_here), delete_endpoint)
-            .when(serves_new, rollback)
+            .when(serves_new, roll_back)
             .otherwise(delete_config)
         )
         return describe
+
+    def _conflict_chain(self, wait_idle: sfn.IChainable) -> sfn.IChainable:
+        """SageMaker refused CreateEndpoint/UpdateEndpoint because another change of the
+        endpoint is in progress: nothing of this run is in use, so delete the new config and
+        model, restore autoscaling if this run deregistered it, and plan again after a wait."""
+        s = self.s
+        after: sfn.IChainable = wait_idle
+        if self.instances:
+            register, last = self._autoscaling_chain("Conflict")
+            for task in (register, last):
+                assert isinstance(task, tasks.CallAwsService)
+                task.add_catch(wait_idle, errors=["States.ALL"], result_path="$.autoscalingError")
+            last.next(wait_idle)
+            after = (
+                sfn.Choice(self, "ConflictDeregisteredAutoscaling")
+                .when(sfn.Condition.boolean_equals("$.plan.instanceTypeChanged", True), register)
+                .otherwise(wait_idle)
+            )
+        delete_model = self._sagemaker(
+            "ConflictDeleteModel",
+            "deleteModel",
+            {"ModelName.$": "$.plan.modelName"},
+            [s.iam.models],
+        )
+        delete_model.add_catch(after, errors=["States.ALL"], result_path="$.cleanupError")
+        delete_model.next(after)
+        delete_config = self._sagemaker(
+            "ConflictDeleteEndpointConfig",
+            "deleteEndpointConfig",
+            {"EndpointConfigName.$": "$.plan.endpointConfigName"},
+            [s.iam.endpoint_configs],
+        )
+        delete_config.add_catch(delete_model, errors=["States.ALL"], result_path="$.cleanupError")
+        delete_config.next(delete_model)
+        return delete_config
 
     # ----------------------------------------------------------------------------------------
     # Main path
@@ -450,6 +536,9 @@ class DeploymentWorkflow(Construct):
             {
                 "request.$": "$",
                 "executionName.$": "$$.Execution.Name",
+                "executionArn.$": "$$.Execution.Id",
+                "executionStartTime.$": "$$.Execution.StartTime",
+                "stateMachineArn.$": "$$.StateMachine.Id",
                 "stage": dict(s.plan_stage),
             },
             "$.plan",
@@ -491,6 +580,7 @@ class DeploymentWorkflow(Construct):
             self, "WaitForEndpointIdle", time=sfn.WaitTime.duration(s.poll_interval)
         )
         wait_idle.next(plan)
+        conflict = self._conflict_chain(wait_idle)
 
         create_model = self._sagemaker(
             "CreateModel",
@@ -524,11 +614,14 @@ class DeploymentWorkflow(Construct):
             tagging=True,
             extra=(
                 [
+                    # kms:GrantIsForAWSResource applies to grant operations only: DescribeKey
+                    # under that condition would never be allowed.
                     iam.PolicyStatement(
-                        actions=["kms:CreateGrant", "kms:DescribeKey"],
+                        actions=["kms:CreateGrant"],
                         resources=[s.iam.key],
                         conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-                    )
+                    ),
+                    iam.PolicyStatement(actions=["kms:DescribeKey"], resources=[s.iam.key]),
                 ]
                 if self.instances
                 else []
@@ -547,7 +640,7 @@ class DeploymentWorkflow(Construct):
             [s.iam.endpoint, s.iam.endpoint_configs],
             tagging=True,
         )
-        self._on_failure(create_endpoint, "CreateEndpoint")
+        self._on_failure(create_endpoint, "CreateEndpoint", conflict)
 
         update_parameters: dict[str, Any] = {
             "EndpointName": s.endpoint_name,
@@ -577,7 +670,7 @@ class DeploymentWorkflow(Construct):
             [s.iam.endpoint, s.iam.endpoint_configs],
             extra=update_extra,
         )
-        self._on_failure(update_endpoint, "UpdateEndpoint")
+        self._on_failure(update_endpoint, "UpdateEndpoint", conflict)
 
         update_path: sfn.IChainable = update_endpoint
         if self.instances:
@@ -682,9 +775,11 @@ class DeploymentWorkflow(Construct):
                 "Tags": [
                     *self._tags(),
                     {
-                        "Key": "model-package-version",
+                        "Key": VERSION_TAG,
                         "Value.$": "States.Format('{}', $.plan.packageVersion)",
                     },
+                    {"Key": EVENT_TIME_TAG, "Value.$": "$.plan.eventTime"},
+                    {"Key": DEPLOYED_AT_TAG, "Value.$": "$$.State.EnteredTime"},
                 ],
             },
             [s.iam.endpoint],

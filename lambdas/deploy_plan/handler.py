@@ -1,15 +1,27 @@
 """First step of the deployment workflow: decide what to do, change nothing.
 
-Given the execution input (``{"packageArn": ...}`` from the trigger, or ``{}`` for a manual run
-that deploys the latest approved version) and the stage's static settings, returns a plan whose
-``action`` routes the state machine:
+Given the execution input (``{"packageArn": ..., "eventTime": ...}`` from the trigger, ``{}`` for
+a manual run that deploys the latest approved version, ``{"packageArn": ..., "rollback": true}``
+for a manual rollback) and the stage's static settings, returns a plan whose ``action`` routes
+the state machine:
 
 * ``deploy``: names of the new model and endpoint config, whether the endpoint exists (create or
   update), the config to roll back to, the instance count and the traffic-shifting policy;
-* ``noop``: nothing to do (no approved model yet, or the endpoint already serves this package);
-* ``wait``: the endpoint is being created/updated by another deployment: retry later;
+* ``noop``: nothing to do (no approved model yet, the endpoint already serves this package, or
+  the approval event is older than the one behind the endpoint's last deployment);
+* ``wait``: an earlier execution of this state machine is still running, or the endpoint is
+  being created/updated: retry later (deployments of one endpoint are serialized, first come
+  first served; a queued one plans again once it is its turn);
 * ``skip``: this package must not be deployed (not approved any more, not ready, not promoted to
-  prod, wrong group, endpoint in a state needing an operator): the workflow notifies and fails.
+  prod, wrong group, older than the version the endpoint serves without ``"rollback": true``,
+  endpoint in a state needing an operator): the workflow notifies and fails.
+
+Ordering rule. The workflow tags the endpoint with what it deployed (``model-package-arn``,
+``model-package-version``, ``deployment-event-time``: the EventBridge ``time`` of the approval
+that started it, or the start time of a manual execution; ``deployed-at``). An approval event
+whose ``time`` is older than the endpoint's ``deployment-event-time`` is stale (EventBridge
+retries for hours; SageMaker emits several events per change): a no-op. A version older than the
+one the endpoint serves is deployed only when the execution input says ``"rollback": true``.
 
 Every key is always present in the output, so the state machine's JSONPath never misses one.
 """
@@ -20,6 +32,7 @@ import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import boto3
@@ -28,7 +41,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool
 
 logger = Logger()
 tracer = Tracer()
@@ -37,8 +50,11 @@ BOTO_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10})
 APPROVED = "Approved"
 COMPLETED = "Completed"
 VARIANT_NAME = "AllTraffic"
-#: Endpoint tag naming the model package it serves (written by the workflow's last step).
+#: Endpoint tags written by the workflow's TagEndpoint step (== deployment.workflow's), read here.
 PACKAGE_TAG = "model-package-arn"
+VERSION_TAG = "model-package-version"
+EVENT_TIME_TAG = "deployment-event-time"
+DEPLOYED_AT_TAG = "deployed-at"
 #: CustomerMetadataProperties written by ``deployment.promote`` on a package promoted to prod.
 PROMOTED_KEY = "promoted-to-prod"
 PROMOTED_FROM_KEY = "promoted-from"
@@ -71,11 +87,16 @@ class StageSettings(BaseModel):
 
 
 class DeploymentRequest(BaseModel):
-    """The execution input: from the trigger, or ``{}`` / ``{"packageArn": ...}`` by hand."""
+    """The execution input: from the trigger (``packageArn``, ``eventTime``), or by hand: ``{}``,
+    ``{"packageArn": ...}``, ``{"packageArn": ..., "rollback": true}``."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     package_arn: str | None = Field(default=None, alias="packageArn")
+    #: The approval event's EventBridge ``time``: orders deployments (stale events are no-ops).
+    event_time: AwareDatetime | None = Field(default=None, alias="eventTime")
+    #: Deploy even when the version is older than the one the endpoint serves (a human's call).
+    rollback: StrictBool = False
 
 
 class PlanEvent(BaseModel):
@@ -83,6 +104,9 @@ class PlanEvent(BaseModel):
 
     request: DeploymentRequest
     execution_name: str = Field(alias="executionName")
+    execution_arn: str = Field(alias="executionArn")
+    execution_start_time: AwareDatetime = Field(alias="executionStartTime")
+    state_machine_arn: str = Field(alias="stateMachineArn")
     stage: StageSettings
 
 
@@ -95,6 +119,9 @@ class Plan:
     message: str
     packageArn: str = ""
     packageVersion: int = 0
+    #: ISO 8601 (UTC) time that orders this deployment: the approval event's, else the
+    #: execution's start. Written to the endpoint's ``deployment-event-time`` tag.
+    eventTime: str = ""
     modelName: str = ""
     endpointConfigName: str = ""
     endpointName: str = ""
@@ -162,6 +189,43 @@ def endpoint_tags(sagemaker: Any, endpoint_arn: str) -> dict[str, str]:
         kwargs["NextToken"] = response["NextToken"]
 
 
+def iso(moment: datetime) -> str:
+    """UTC ISO 8601 with a ``Z`` (valid in a SageMaker tag value)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def tag_time(tags: dict[str, str], key: str) -> datetime | None:
+    """A time tag of the endpoint, or None when absent or unreadable (then it orders nothing)."""
+    try:
+        moment = datetime.fromisoformat(tags[key])
+    except (KeyError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def tag_version(tags: dict[str, str]) -> int | None:
+    try:
+        return int(tags[VERSION_TAG])
+    except (KeyError, ValueError):
+        return None
+
+
+def earlier_running_execution(
+    sfn: Any, state_machine_arn: str, execution_arn: str, started: datetime
+) -> str | None:
+    """The name of a RUNNING execution of this state machine that started before this one
+    (ties broken by ARN): deployments of the endpoint go one at a time, in start order, so the
+    earliest one is never blocked and a later approval deploys after an earlier one."""
+    me = (started, execution_arn)
+    paginator = sfn.get_paginator("list_executions")
+    for page in paginator.paginate(stateMachineArn=state_machine_arn, statusFilter="RUNNING"):
+        for execution in page["executions"]:
+            other = (execution["startDate"], execution["executionArn"])
+            if other[1] != execution_arn and other < me:
+                return str(execution["name"])
+    return None
+
+
 def current_instance_count(endpoint: dict[str, Any] | None) -> int:
     for variant in (endpoint or {}).get("ProductionVariants", []):
         if variant.get("VariantName") == VARIANT_NAME:
@@ -208,8 +272,10 @@ def traffic_routing(count: int, shifting: TrafficShifting | None) -> dict[str, A
     }
 
 
-def plan_deployment(event: PlanEvent, *, sagemaker: Any) -> Plan:
+def plan_deployment(event: PlanEvent, *, sagemaker: Any, sfn: Any) -> Plan:
     stage = event.stage
+    request = event.request
+    ordering_time = request.event_time or event.execution_start_time
 
     def stop(
         action: Literal["noop", "wait", "skip"],
@@ -225,9 +291,10 @@ def plan_deployment(event: PlanEvent, *, sagemaker: Any) -> Plan:
             endpointName=stage.endpoint_name,
             packageArn=package_arn,
             packageVersion=version,
+            eventTime=iso(ordering_time),
         )
 
-    package_arn = event.request.package_arn
+    package_arn = request.package_arn
     if package_arn is None:
         package_arn = latest_approved_package(sagemaker, stage.model_package_group_name)
         if package_arn is None:
@@ -275,6 +342,17 @@ def plan_deployment(event: PlanEvent, *, sagemaker: Any) -> Plan:
             *about,
         )
 
+    earlier = earlier_running_execution(
+        sfn, event.state_machine_arn, event.execution_arn, event.execution_start_time
+    )
+    if earlier:
+        return stop(
+            "wait",
+            "QueuedBehindEarlierDeployment",
+            f"execution {earlier} started earlier and is still running: waiting for it",
+            *about,
+        )
+
     endpoint = describe_endpoint(sagemaker, stage.endpoint_name)
     if endpoint is not None:
         status = endpoint.get("EndpointStatus", "")
@@ -282,21 +360,40 @@ def plan_deployment(event: PlanEvent, *, sagemaker: Any) -> Plan:
             return stop(
                 "wait", "EndpointBusy", f"{stage.endpoint_name} is {status}: waiting", *about
             )
-        if status == "InService":
-            if endpoint_tags(sagemaker, endpoint["EndpointArn"]).get(PACKAGE_TAG) == package_arn:
-                return stop(
-                    "noop",
-                    "AlreadyServing",
-                    f"{stage.endpoint_name} already serves {package_arn}",
-                    *about,
-                )
-        else:
+        if status != "InService":
             return stop(
                 "skip",
                 "EndpointNotUpdatable",
                 f"{stage.endpoint_name} is {status} ({endpoint.get('FailureReason', 'no reason')})"
                 f": delete it (aws sagemaker delete-endpoint --endpoint-name {stage.endpoint_name})"
                 " and start the deployment again",
+                *about,
+            )
+        tags = endpoint_tags(sagemaker, endpoint["EndpointArn"])
+        if tags.get(PACKAGE_TAG) == package_arn:
+            return stop(
+                "noop",
+                "AlreadyServing",
+                f"{stage.endpoint_name} already serves {package_arn}",
+                *about,
+            )
+        served_time = tag_time(tags, EVENT_TIME_TAG)
+        if request.event_time is not None and served_time and request.event_time < served_time:
+            return stop(
+                "noop",
+                "StaleEvent",
+                f"the approval event of {package_arn} ({iso(request.event_time)}) is older than "
+                f"the one behind the endpoint's last deployment ({iso(served_time)}): ignored",
+                *about,
+            )
+        served_version = tag_version(tags)
+        if served_version is not None and version < served_version and not request.rollback:
+            return stop(
+                "skip",
+                "OlderThanServing",
+                f"{stage.endpoint_name} serves version {served_version}; version {version} is "
+                "older and is deployed only by a manual rollback: start an execution with "
+                f'{{"packageArn": "{package_arn}", "rollback": true}}',
                 *about,
             )
 
@@ -312,6 +409,7 @@ def plan_deployment(event: PlanEvent, *, sagemaker: Any) -> Plan:
         previousEndpointConfigName=str((endpoint or {}).get("EndpointConfigName", "")),
         packageArn=package_arn,
         packageVersion=version,
+        eventTime=iso(ordering_time),
     )
     if stage.endpoint_mode == "instances":
         count = max(stage.min_instances, current_instance_count(endpoint))
@@ -328,11 +426,11 @@ def plan_deployment(event: PlanEvent, *, sagemaker: Any) -> Plan:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     parsed = parse(event=event, model=PlanEvent)
+    region = os.environ.get("AWS_REGION")
     plan = plan_deployment(
         parsed,
-        sagemaker=boto3.client(
-            "sagemaker", region_name=os.environ.get("AWS_REGION"), config=BOTO_CONFIG
-        ),
+        sagemaker=boto3.client("sagemaker", region_name=region, config=BOTO_CONFIG),
+        sfn=boto3.client("stepfunctions", region_name=region, config=BOTO_CONFIG),
     )
     logger.info("deployment plan", extra={"plan": asdict(plan)})
     return asdict(plan)

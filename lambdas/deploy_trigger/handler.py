@@ -10,7 +10,10 @@ function makes starting the deployment workflow idempotent:
   event a duplicate too (two distinct events in the same instant can both start; the second
   execution's plan step then waits for the busy endpoint and ends as a no-op);
 * a later, distinct event for a package that is already serving ends as a no-op in the workflow
-  itself (its plan step finds the endpoint tagged with the package ARN).
+  itself (its plan step finds the endpoint tagged with the package ARN);
+* the event's ``time`` goes into the execution input as ``eventTime``: the plan step ignores an
+  approval older than the one behind the endpoint's last deployment (EventBridge retries for up
+  to 4 hours, so a stale event can arrive after a newer version was deployed).
 
 Events for another group, or with a status other than ``Approved``, are ignored (the EventBridge
 rule already filters them out; this is defence in depth). A malformed event is logged and rejected
@@ -23,6 +26,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
+from datetime import UTC
 from typing import Any
 
 import boto3
@@ -120,10 +124,12 @@ def start_deployment(
         )
 
     name = execution_name(detail.package_arn, version, event.id)
+    event_time = event.time.astimezone(UTC).isoformat().replace("+00:00", "Z")
     payload = {
         "packageArn": detail.package_arn,
         "packageVersion": version,
-        "trigger": {"source": "eventbridge", "eventId": event.id, "eventTime": str(event.time)},
+        "eventTime": event_time,
+        "trigger": {"source": "eventbridge", "eventId": event.id, "eventTime": event_time},
     }
     try:
         response = sfn.start_execution(

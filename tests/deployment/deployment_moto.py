@@ -12,7 +12,15 @@ cannot do is filled in here, explicitly and nowhere else:
   the API; moto's interpreter does not, so the mapping is added.
 * ``UpdateEndpoint``: not implemented by moto. :class:`FakeUpdateEndpoint` records the request
   (deployment guardrails included) and switches the endpoint to the new config, or keeps the old
-  one to play a SageMaker auto-rollback.
+  one to play a SageMaker auto-rollback. Like SageMaker, it refuses to change the instance type of
+  a variant registered with Application Auto Scaling, and it can play "another update is in
+  progress" (``conflicts``).
+* ``CreateEndpoint``: moto overwrites an existing endpoint; SageMaker refuses ("Cannot create
+  already existing endpoint"), and so does the harness.
+* Wait states: the definition's poll intervals (30 s) are shortened to :data:`POLL_SECONDS`
+  (moto really waits); nothing else in the definition is changed.
+* ``hooks``: a test may run code before a Lambda handler (e.g. hold a deployment in its smoke
+  test while another execution starts).
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ import boto3
 import pytest
 import requests
 from deployment_stages import SynthesizedStage, state_machine_definition
+from moto.applicationautoscaling.models import applicationautoscaling_backends
 from moto.awslambda.models import LambdaBackend
 from moto.core.responses import ActionResult
+from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeEndpoint, sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.models import sagemakerruntime_backends
@@ -43,8 +53,11 @@ from lambdas.smoke_test import handler as smoke_handler
 
 MOTO_ACCOUNT = "123456789012"  # moto's default account: its SFN interpreter calls AWS as it
 REGION = "us-east-1"
+POLL_SECONDS = 1
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+Hook = Callable[[dict[str, Any]], None]
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 SERVING_ENV = {
     "SAGEMAKER_PROGRAM": "inference.py",
@@ -69,8 +82,11 @@ def _context(function_name: str) -> Any:
     )
 
 
-def in_process_lambdas(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    """Route moto Lambda invocations to the in-repo handlers; returns the invocation log."""
+def in_process_lambdas(
+    monkeypatch: pytest.MonkeyPatch, hooks: dict[str, Hook]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Route moto Lambda invocations to the in-repo handlers (after ``hooks[suffix](event)``);
+    returns the invocation log."""
     calls: list[tuple[str, dict[str, Any]]] = []
 
     def invoke(
@@ -85,6 +101,9 @@ def in_process_lambdas(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[
         handler = next(h for suffix, h in HANDLERS.items() if name.endswith(suffix))
         event = json.loads(body) if body else {}
         calls.append((name, event))
+        for suffix, hook in list(hooks.items()):
+            if name.endswith(suffix):
+                hook(event)
         try:
             result: Any = handler(event, _context(name))
         except Exception as error:  # the Lambda service reports any exception this way
@@ -101,11 +120,27 @@ def in_process_lambdas(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[
     return calls
 
 
+def _variant_instance_types(config: dict[str, Any]) -> dict[str, str]:
+    return {v["VariantName"]: v.get("InstanceType", "") for v in config["ProductionVariants"]}
+
+
+def registered_variants(account: str, region: str, endpoint_name: str) -> set[str]:
+    """Variants of the endpoint registered as scalable targets (moto's autoscaling backend)."""
+    targets = applicationautoscaling_backends[account][region].targets.get(SCALABLE_DIMENSION, {})
+    prefix = f"endpoint/{endpoint_name}/variant/"
+    return {rid[len(prefix) :] for rid in targets if rid.startswith(prefix)}
+
+
 @dataclass
 class FakeUpdateEndpoint:
-    """moto has no ``UpdateEndpoint``: record calls; switch config unless ``roll_back``."""
+    """moto has no ``UpdateEndpoint``: record calls; switch config unless ``roll_back``.
+
+    ``conflicts``: how many calls fail first with SageMaker's "another change is in progress"
+    error (a concurrent update). Every call that would change the instance type of a variant
+    still registered with Application Auto Scaling fails, as in SageMaker."""
 
     roll_back: bool = False
+    conflicts: int = 0
     calls: list[dict[str, Any]] = field(default_factory=list)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,6 +154,25 @@ class FakeUpdateEndpoint:
             fake.calls.append(request)
             backend = sagemaker_backends[response.current_account][response.region]
             endpoint: FakeEndpoint = backend.endpoints[request["EndpointName"]]
+            if fake.conflicts > 0:
+                fake.conflicts -= 1
+                message = f'Cannot update in-progress endpoint "{endpoint.arn}".'
+                raise ValidationError(message=message)
+            old = _variant_instance_types(
+                backend.describe_endpoint_config(endpoint.endpoint_config_name)
+            )
+            new = _variant_instance_types(
+                backend.describe_endpoint_config(request["EndpointConfigName"])
+            )
+            registered = registered_variants(
+                response.current_account, response.region, request["EndpointName"]
+            )
+            changed = sorted(v for v in registered if v in old and old[v] != new.get(v, old[v]))
+            if changed:
+                raise ValidationError(
+                    message=f"The variant(s) {changed} must be deregistered as scalable targets "
+                    "with AWS Application Auto Scaling before their instance type can be updated."
+                )
             if not fake.roll_back:
                 config = backend.describe_endpoint_config(request["EndpointConfigName"])
                 endpoint.endpoint_config_name = request["EndpointConfigName"]
@@ -129,6 +183,21 @@ class FakeUpdateEndpoint:
             return ActionResult({"EndpointArn": endpoint.arn})
 
         monkeypatch.setattr(SageMakerResponse, "update_endpoint", update_endpoint, raising=False)
+
+
+def refuse_existing_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SageMaker's CreateEndpoint refuses an existing name (moto's overwrites the endpoint)."""
+    create = SageMakerResponse.create_endpoint
+
+    def create_endpoint(response: SageMakerResponse) -> Any:
+        backend = sagemaker_backends[response.current_account][response.region]
+        name = response._get_param("EndpointName")
+        if name in backend.endpoints:
+            arn = backend.endpoints[name].arn
+            raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
+        return create(response)
+
+    monkeypatch.setattr(SageMakerResponse, "create_endpoint", create_endpoint)
 
 
 @dataclass
@@ -142,6 +211,7 @@ class DeploymentHarness:
     bucket: str
     key_arn: str
     lambda_calls: list[tuple[str, dict[str, Any]]]
+    hooks: dict[str, Hook]
 
     @property
     def config(self) -> Any:
@@ -203,7 +273,9 @@ def deployment_harness(
     stage: SynthesizedStage, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DeploymentHarness]:
     """Create the stage's topic, bucket, key and state machine in moto (inside ``mock_aws``)."""
-    calls = in_process_lambdas(monkeypatch)
+    hooks: dict[str, Hook] = {}
+    calls = in_process_lambdas(monkeypatch, hooks)
+    refuse_existing_endpoints(monkeypatch)
     resources = stage.template_json["Resources"]
     (topic,) = stage.resources("AWS::SNS::Topic").values()
     sns = boto3.client("sns", region_name=REGION)
@@ -244,6 +316,9 @@ def deployment_harness(
         raise KeyError(f"no test value for token {token}")
 
     definition = state_machine_definition(stage, resolve)
+    for state in definition["States"].values():
+        if state["Type"] == "Wait":
+            state["Seconds"] = POLL_SECONDS
     (machine,) = stage.resources("AWS::StepFunctions::StateMachine").values()
     state_machine_arn = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
         name=machine["Properties"]["StateMachineName"],
@@ -258,6 +333,7 @@ def deployment_harness(
         bucket=bucket,
         key_arn=key_arn,
         lambda_calls=calls,
+        hooks=hooks,
     )
 
 

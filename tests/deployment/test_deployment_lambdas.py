@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import types
 from typing import Any
 
 import boto3
@@ -42,14 +43,51 @@ def _stage(**changes: Any) -> dict[str, Any]:
     return stage
 
 
+STATE_MACHINE = f"arn:aws:states:{REGION}:111111111111:stateMachine:mlops-staging-deploy-model"
+EXECUTION = f"arn:aws:states:{REGION}:111111111111:execution:mlops-staging-deploy-model:v4-abc-def"
+STARTED = "2026-01-01T00:10:00.000Z"
+
+
 def _plan_event(request: dict[str, Any] | None = None, **stage: Any) -> plan.PlanEvent:
     return plan.PlanEvent.model_validate(
         {
             "request": {"packageArn": PACKAGE} if request is None else request,
             "executionName": "v4-abc-def",
+            "executionArn": EXECUTION,
+            "executionStartTime": STARTED,
+            "stateMachineArn": STATE_MACHINE,
             "stage": _stage(**stage),
         }
     )
+
+
+class _Executions:
+    """A Step Functions stand-in for ListExecutions (RUNNING) with a paginator."""
+
+    def __init__(self, *running: dict[str, Any]) -> None:
+        self.running = [
+            {"executionArn": EXECUTION, "name": "v4-abc-def", "startDate": _time(STARTED)},
+            *running,
+        ]
+        self.requests: list[dict[str, Any]] = []
+
+    def get_paginator(self, operation: str) -> Any:
+        assert operation == "list_executions"
+        return self
+
+    def paginate(self, **request: Any) -> Any:
+        self.requests.append(request)
+        return [{"executions": list(self.running)}]
+
+
+def _time(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
+
+
+def _plan(event: plan.PlanEvent, client: Any, sfn: Any = None) -> plan.Plan:
+    return plan.plan_deployment(event, sagemaker=client, sfn=sfn or _Executions())
 
 
 def _package(**changes: Any) -> dict[str, Any]:
@@ -97,7 +135,7 @@ def test_plan_waits_while_another_deployment_updates_the_endpoint(stubbed_sagema
     stubber.add_response("describe_model_package", _package())
     stubber.add_response("describe_endpoint", _endpoint("Updating"))
 
-    result = plan.plan_deployment(_plan_event(), sagemaker=client)
+    result = _plan(_plan_event(), client)
 
     assert (result.action, result.code) == ("wait", "EndpointBusy")
 
@@ -107,7 +145,7 @@ def test_plan_skips_a_failed_endpoint_with_instructions(stubbed_sagemaker: Any) 
     stubber.add_response("describe_model_package", _package())
     stubber.add_response("describe_endpoint", _endpoint("Failed", FailureReason="bad image"))
 
-    result = plan.plan_deployment(_plan_event(), sagemaker=client)
+    result = _plan(_plan_event(), client)
 
     assert (result.action, result.code) == ("skip", "EndpointNotUpdatable")
     assert "bad image" in result.message and "delete-endpoint" in result.message
@@ -133,7 +171,7 @@ def test_plan_keeps_a_scaled_out_fleet_and_deregisters_on_instance_type_change(
         },
     )
 
-    result = plan.plan_deployment(_plan_event(), sagemaker=client)
+    result = _plan(_plan_event(), client)
 
     assert result.action == "deploy"
     assert result.endpointExists is True
@@ -153,7 +191,7 @@ def test_plan_skips_an_unknown_package(stubbed_sagemaker: Any) -> None:
         service_message="Model Package does not exist",
     )
 
-    result = plan.plan_deployment(_plan_event(), sagemaker=client)
+    result = _plan(_plan_event(), client)
 
     assert (result.action, result.code) == ("skip", "PackageNotFound")
 
@@ -170,7 +208,7 @@ def test_plan_guards(stubbed_sagemaker: Any, package: dict[str, Any], code: str)
     client, stubber = stubbed_sagemaker
     stubber.add_response("describe_model_package", _package(**package))
 
-    result = plan.plan_deployment(_plan_event(), sagemaker=client)
+    result = _plan(_plan_event(), client)
 
     assert (result.action, result.code) == ("skip", code)
 
@@ -181,21 +219,9 @@ def test_plan_promotion_guard_needs_both_metadata_keys(stubbed_sagemaker: Any) -
         "describe_model_package", _package(CustomerMetadataProperties={"promoted-to-prod": "true"})
     )
 
-    result = plan.plan_deployment(_plan_event(requirePromotion=True), sagemaker=client)
+    result = _plan(_plan_event(requirePromotion=True), client)
 
     assert (result.action, result.code) == ("skip", "NotPromoted")
-
-
-def test_plan_output_always_has_every_key_the_state_machine_reads(stubbed_sagemaker: Any) -> None:
-    client, stubber = stubbed_sagemaker
-    stubber.add_response("list_model_packages", {"ModelPackageSummaryList": []})
-
-    event = {"request": {}, "executionName": "manual", "stage": _stage()}
-    result = plan.plan_deployment(plan.PlanEvent.model_validate(event), sagemaker=client)
-
-    keys = set(plan.Plan(action="noop", code="x", message="x").__dict__)
-    assert set(result.__dict__) == keys
-    assert (result.action, result.code) == ("noop", "NoApprovedModel")
 
 
 @pytest.mark.parametrize(
@@ -436,3 +462,177 @@ def test_trigger_treats_a_closed_execution_with_that_name_as_a_duplicate(aws_env
         )
 
     assert result.action == "duplicate"
+
+
+# --------------------------------------------------------------------------------------------
+# Plan: ordering and serialization (issue 7.1, 7.2)
+
+
+def _serving(stubber: Stubber, **tags: str) -> None:
+    stubber.add_response("describe_model_package", _package())
+    stubber.add_response("describe_endpoint", _endpoint("InService"))
+    stubber.add_response("list_tags", {"Tags": [{"Key": k, "Value": v} for k, v in tags.items()]})
+
+
+SERVING_V5 = {
+    "model_package_arn": f"arn:aws:sagemaker:{REGION}:111111111111:model-package/{GROUP}/5",
+    "model_package_version": "5",
+    "deployment_event_time": "2026-01-01T00:05:00Z",
+}
+
+
+def _tags(**tags: str) -> dict[str, str]:
+    return {k.replace("_", "-"): v for k, v in tags.items()}
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        ({"packageArn": PACKAGE, "eventTime": "2026-01-01T00:04:59Z"}, "StaleEvent"),
+        ({"packageArn": PACKAGE, "eventTime": "2026-01-01T00:06:00Z"}, "OlderThanServing"),
+        ({"packageArn": PACKAGE}, "OlderThanServing"),  # a manual run, not a rollback
+    ],
+)
+def test_plan_never_deploys_an_older_version_by_approval(
+    stubbed_sagemaker: Any, request_: dict[str, Any], code: str
+) -> None:
+    client, stubber = stubbed_sagemaker
+    _serving(stubber, **_tags(**SERVING_V5))
+
+    result = _plan(_plan_event(request_), client)
+
+    assert result.code == code
+    assert result.action == ("noop" if code == "StaleEvent" else "skip")
+
+
+def test_plan_deploys_an_older_version_on_an_explicit_rollback(stubbed_sagemaker: Any) -> None:
+    client, stubber = stubbed_sagemaker
+    _serving(stubber, **_tags(**SERVING_V5))
+    stubber.add_response(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": "mlops-staging-deploy-v3-1234abcd",
+            "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:111111111111:endpoint-config/x",
+            "ProductionVariants": [
+                {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.m5.large"}
+            ],
+            "CreationTime": "2026-01-01T00:00:00Z",
+        },
+    )
+
+    result = _plan(_plan_event({"packageArn": PACKAGE, "rollback": True}), client)
+
+    assert (result.action, result.packageVersion) == ("deploy", 4)
+    assert result.eventTime == STARTED.replace(".000", "")  # a manual run: its start time
+
+
+def test_plan_deploys_a_newer_approval_and_records_the_event_time(stubbed_sagemaker: Any) -> None:
+    client, stubber = stubbed_sagemaker
+    tags = _tags(**{**SERVING_V5, "model_package_version": "3"})
+    _serving(stubber, **tags)
+    stubber.add_response(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": "c",
+            "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:111111111111:endpoint-config/c",
+            "ProductionVariants": [
+                {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.m5.large"}
+            ],
+            "CreationTime": "2026-01-01T00:00:00Z",
+        },
+    )
+
+    result = _plan(
+        _plan_event({"packageArn": PACKAGE, "eventTime": "2026-01-01T02:00:00+01:00"}), client
+    )
+
+    assert result.action == "deploy"
+    assert result.eventTime == "2026-01-01T01:00:00Z"  # normalized to UTC
+    assert result.instanceTypeChanged is False
+
+
+def test_plan_ignores_unreadable_ordering_tags(stubbed_sagemaker: Any) -> None:
+    """Tags an operator edited by hand order nothing: the deployment goes ahead."""
+    client, stubber = stubbed_sagemaker
+    _serving(stubber, **_tags(model_package_version="v-five", deployment_event_time="yesterday"))
+    stubber.add_response(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": "c",
+            "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:111111111111:endpoint-config/c",
+            "ProductionVariants": [
+                {"VariantName": "AllTraffic", "ModelName": "m", "InstanceType": "ml.m5.large"}
+            ],
+            "CreationTime": "2026-01-01T00:00:00Z",
+        },
+    )
+
+    result = _plan(
+        _plan_event({"packageArn": PACKAGE, "eventTime": "2026-01-01T00:00:00Z"}), client
+    )
+
+    assert result.action == "deploy"
+
+
+def test_plan_queues_behind_an_earlier_running_execution(stubbed_sagemaker: Any) -> None:
+    client, stubber = stubbed_sagemaker
+    stubber.add_response("describe_model_package", _package())
+    earlier = {
+        "executionArn": EXECUTION.replace("v4-abc-def", "v3-aaa"),
+        "name": "v3-aaa",
+        "startDate": _time("2026-01-01T00:09:59.999Z"),
+    }
+    later = {
+        "executionArn": EXECUTION.replace("v4-abc-def", "v5-bbb"),
+        "name": "v5-bbb",
+        "startDate": _time("2026-01-01T00:10:00.001Z"),
+    }
+    executions = _Executions(later, earlier)
+
+    result = _plan(_plan_event(), client, executions)
+
+    assert (result.action, result.code) == ("wait", "QueuedBehindEarlierDeployment")
+    assert "v3-aaa" in result.message
+    assert executions.requests == [{"stateMachineArn": STATE_MACHINE, "statusFilter": "RUNNING"}]
+
+
+def test_plan_is_not_blocked_by_later_executions(stubbed_sagemaker: Any) -> None:
+    client, stubber = stubbed_sagemaker
+    stubber.add_response("describe_model_package", _package())
+    stubber.add_response("describe_endpoint", _endpoint("Updating"))
+    later = {
+        "executionArn": EXECUTION.replace("v4-abc-def", "v5-bbb"),
+        "name": "v5-bbb",
+        "startDate": _time("2026-01-01T00:10:00.001Z"),
+    }
+
+    result = _plan(_plan_event(), client, _Executions(later))
+
+    assert result.code == "EndpointBusy"  # went past the queue check, to the endpoint
+
+
+@pytest.mark.parametrize("rollback", ["yes", 1, "true"])
+def test_plan_rejects_a_rollback_flag_that_is_not_a_json_boolean(rollback: object) -> None:
+    with pytest.raises(ValueError, match="rollback"):
+        _plan_event({"packageArn": PACKAGE, "rollback": rollback})
+
+
+def test_trigger_passes_the_event_time_for_ordering() -> None:
+    class Sfn:
+        exceptions = types.SimpleNamespace(ExecutionAlreadyExists=RuntimeError)
+        inputs: list[dict[str, Any]] = []
+
+        def get_paginator(self, operation: str) -> Any:
+            return types.SimpleNamespace(paginate=lambda **_: [{"executions": []}])
+
+        def start_execution(self, **request: Any) -> dict[str, Any]:
+            self.inputs.append(json.loads(request["input"]))
+            return {"executionArn": "arn:execution"}
+
+    sfn = Sfn()
+    result = trigger.start_deployment(_event(), sfn=sfn, state_machine_arn="arn", group_name=GROUP)
+
+    assert result.action == "started"
+    (payload,) = sfn.inputs
+    assert payload["eventTime"] == "2026-01-01T00:00:00Z"
+    assert payload["packageArn"] == PACKAGE

@@ -121,6 +121,16 @@ def test_promotion_copies_the_artifact_registers_and_approves_in_prod(
     assert copied == ARTIFACT
 
 
+class _NoOtherExecutions:
+    """ListExecutions (RUNNING) of the deploy state machine: only the one planning."""
+
+    def get_paginator(self, operation: str) -> Any:
+        return self
+
+    def paginate(self, **_: Any) -> list[dict[str, Any]]:
+        return [{"executions": []}]
+
+
 def test_prods_deploy_guard_accepts_a_promoted_version_only(staging: dict[str, Any]) -> None:
     sagemaker = staging["sagemaker"]
     approved_directly = _register(sagemaker, NAMES.target_group, "s3://prod-artifacts/x.tar.gz")
@@ -131,6 +141,9 @@ def test_prods_deploy_guard_accepts_a_promoted_version_only(staging: dict[str, A
             {
                 "request": {"packageArn": arn},
                 "executionName": "x",
+                "executionArn": "arn:aws:states:us-east-1:333333333333:execution:deploy:x",
+                "executionStartTime": "2026-01-01T00:00:00Z",
+                "stateMachineArn": "arn:aws:states:us-east-1:333333333333:stateMachine:deploy",
                 "stage": {
                     "modelPackageGroupName": NAMES.target_group,
                     "endpointName": "mlops-prod-endpoint",
@@ -140,7 +153,7 @@ def test_prods_deploy_guard_accepts_a_promoted_version_only(staging: dict[str, A
                 },
             }
         )
-        return plan.plan_deployment(event, sagemaker=sagemaker)
+        return plan.plan_deployment(event, sagemaker=sagemaker, sfn=_NoOtherExecutions())
 
     assert decide(approved_directly).code == "NotPromoted"
     assert decide(promoted).action == "deploy"
