@@ -121,7 +121,7 @@ class ModelDeployment(Construct):
         removal_policy: cdk.RemovalPolicy,
         smoke_test_row: str = DEFAULT_SMOKE_TEST_ROW,
         feature_count: int = FEATURE_COUNT,
-        model_artifacts_prefix: str = "",
+        model_artifact_keys: Sequence[str],
         traffic_shifting: TrafficShifting | None = None,
         rollback_alarms: RollbackAlarms | None = None,
         poll_interval: cdk.Duration = DEFAULT_POLL_INTERVAL,
@@ -164,25 +164,39 @@ class ModelDeployment(Construct):
             resource_name=f"{naming.prefix}-*",
             arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
         )
-        # CloudWatch alarm actions publish to the SSE-KMS topic: AWS's documented key grant (the
-        # key protects only this topic and the DLQ; the topic policy below scopes the callers).
+        # CloudWatch alarm actions publish to the SSE-KMS topic: AWS's documented key grant,
+        # limited to this stage's alarms in this account (confused-deputy conditions).
         self.notifications_key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowCloudWatchAlarmsToUseTheKey",
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {"aws:SourceArn": alarm_arns_pattern},
+                },
             )
         )
         # EventBridge sends undeliverable approval events to the SSE-KMS dead-letter queue and
-        # publishes timed-out/aborted executions to the SSE-KMS topic (documented grant; the
-        # queue and topic policies restrict the sending rules).
+        # publishes timed-out/aborted executions to the SSE-KMS topic: documented grant, limited
+        # to this stage's two rules (names are fixed, so no reference cycle) in this account.
+        approval_rule_name = naming.resource("deploy-on-approval", EVENT_RULE_MAX)
+        ended_rule_name = naming.resource("deploy-ended-abnormally", EVENT_RULE_MAX)
+        rule_arns = [
+            stack.format_arn(service="events", resource="rule", resource_name=name)
+            for name in (approval_rule_name, ended_rule_name)
+        ]
         self.notifications_key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="AllowEventBridgeToUseTheKey",
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnEquals": {"aws:SourceArn": rule_arns},
+                },
             )
         )
         self.topic = sns.Topic(
@@ -292,12 +306,26 @@ class ModelDeployment(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"{naming.prefix}: SageMaker models deployed by the deployment workflow",
         )
-        artifact_patterns = [f"{model_artifacts_prefix}*"]
-        if model_artifacts_prefix:
-            artifact_patterns.append(f"{PROMOTED_MODELS_PREFIX}*")
-        for pattern in artifact_patterns:
-            artifacts_bucket.grant_read(self.execution_role, pattern)
+        # SageMaker downloads the model.tar.gz of the version it serves (GetObject, decrypted
+        # with the stage key): those keys only, never the rest of the bucket.
+        if not model_artifact_keys:
+            raise ValueError("model_artifact_keys: at least one key pattern of model.tar.gz")
+        artifact_patterns = list(model_artifact_keys)
+        self.execution_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"],
+                resources=[artifacts_bucket.arn_for_objects(p) for p in artifact_patterns],
+            )
+        )
         artifacts_bucket.grant_put(self.execution_role, f"{DATA_CAPTURE_PREFIX}*")
+        if isinstance(endpoint_sizing, InstanceEndpoint):
+            # Blue/green auto-rollback: SageMaker reads the alarms with the model's role.
+            self.execution_role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["cloudwatch:DescribeAlarms"],
+                    resources=[alarm_5xx.alarm_arn, alarm_latency.alarm_arn],
+                )
+            )
         key.grant_encrypt_decrypt(self.execution_role)
         endpoint_logs_arn = stack.format_arn(
             service="logs",
@@ -352,8 +380,9 @@ class ModelDeployment(Construct):
             *[
                 (
                     f"AwsSolutions-IAM5[Resource::<{bucket_logical_id}.Arn>/{pattern}]",
-                    "Model artifacts (model.tar.gz) are written by the model-build pipeline and "
-                    "the promotion tool under run-specific keys; read-only, this bucket only.",
+                    "The model.tar.gz of each version sits under a run-specific key (pipeline "
+                    "execution id and training job name, or promoted version); GetObject of "
+                    "that file name only, this bucket only.",
                 )
                 for pattern in artifact_patterns
             ],
@@ -368,7 +397,7 @@ class ModelDeployment(Construct):
         ]
         for finding, reason in execution_acks:
             acknowledge(self.execution_role, finding, reason)
-        self._acknowledge_grant_actions(self.execution_role, s3_read=True)
+        self._acknowledge_grant_actions(self.execution_role)
 
         # --- Lambdas.
         layer = lambda_.LayerVersion.from_layer_version_arn(
@@ -404,6 +433,23 @@ class ModelDeployment(Construct):
         self.plan_function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["sagemaker:DescribeEndpointConfig"], resources=[config_arns]
+            )
+        )
+        # Deployments of the endpoint go one at a time: the plan lists this state machine's
+        # RUNNING executions (ARN from its fixed name: a reference would be a cycle, as the
+        # state machine references the function).
+        state_machine_name = naming.resource("deploy-model", STATE_MACHINE_MAX)
+        self.plan_function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:ListExecutions"],
+                resources=[
+                    stack.format_arn(
+                        service="states",
+                        resource="stateMachine",
+                        resource_name=state_machine_name,
+                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
             )
         )
         plan_role = self.plan_function.role
@@ -508,7 +554,6 @@ class ModelDeployment(Construct):
                 iam=workflow_iam,
             ),
         )
-        state_machine_name = naming.resource("deploy-model", STATE_MACHINE_MAX)
         state_machine_logs = self._log_group(
             "StateMachineLogs", f"/aws/vendedlogs/states/{state_machine_name}"
         )
@@ -557,7 +602,7 @@ class ModelDeployment(Construct):
         self.rule = events.Rule(
             self,
             "ApprovalRule",
-            rule_name=naming.resource("deploy-on-approval", EVENT_RULE_MAX),
+            rule_name=approval_rule_name,
             description=(
                 f"{naming.prefix}: an Approved version of {model_package_group_name} starts a "
                 "deployment"
@@ -568,6 +613,8 @@ class ModelDeployment(Construct):
                 detail={
                     "ModelPackageGroupName": [model_package_group_name],
                     "ModelApprovalStatus": ["Approved"],
+                    # Only a complete package can be deployed (the plan step checks it again).
+                    "ModelPackageStatus": ["Completed"],
                 },
             ),
         )
@@ -584,7 +631,7 @@ class ModelDeployment(Construct):
         self.execution_status_rule = events.Rule(
             self,
             "ExecutionEndedRule",
-            rule_name=naming.resource("deploy-ended-abnormally", EVENT_RULE_MAX),
+            rule_name=ended_rule_name,
             description=f"{naming.prefix}: a deployment execution timed out or was aborted",
             event_pattern=events.EventPattern(
                 source=["aws.states"],
@@ -595,9 +642,35 @@ class ModelDeployment(Construct):
                 },
             ),
         )
+        # EventBridge publishes with a role only this rule (in this account) may assume: no
+        # topic or key policy statement for the events principal (confused-deputy safe).
+        publisher = iam.Role(
+            self,
+            "ExecutionEndedPublisherRole",
+            assumed_by=iam.ServicePrincipal("events.amazonaws.com").with_conditions(
+                {
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnEquals": {"aws:SourceArn": rule_arns[1]},
+                }
+            ),
+            description=f"{naming.prefix}: EventBridge publishes ended deployments to the topic",
+        )
+        acknowledge(
+            publisher,
+            "NIST.800.53.R5-IAMNoInlinePolicy",
+            "CDK writes the role's single statement set (sns:Publish on this topic, its key) "
+            "into its own policy; a managed policy would be attached to this one role only.",
+        )
+        acknowledge(
+            publisher,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "Action group emitted by CDK's Topic.grant_publish for the topic's own key only.",
+        )
         self.execution_status_rule.add_target(
             targets.SnsTopic(
                 self.topic,
+                authorize_using_role=True,
+                role=publisher,
                 dead_letter_queue=self.dead_letter_queue,
                 message=events.RuleTargetInput.from_object(
                     {
@@ -734,11 +807,8 @@ class ModelDeployment(Construct):
             resources=[self.notifications_key.key_arn],
         )
 
-    def _acknowledge_grant_actions(self, role: iam.IRole, *, s3_read: bool) -> None:
-        actions = ["kms:ReEncrypt*", "kms:GenerateDataKey*"]
-        if s3_read:
-            actions += ["s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*"]
-        for action in actions:
+    def _acknowledge_grant_actions(self, role: iam.IRole) -> None:
+        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*", "s3:Abort*"):
             acknowledge(
                 role,
                 f"AwsSolutions-IAM5[Action::{action}]",

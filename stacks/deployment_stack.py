@@ -11,15 +11,35 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from deployment.infrastructure import DEFAULT_SMOKE_TEST_ROW, FEATURE_COUNT, ModelDeployment
+from deployment.infrastructure import (
+    DEFAULT_SMOKE_TEST_ROW,
+    FEATURE_COUNT,
+    PROMOTED_MODELS_PREFIX,
+    ModelDeployment,
+)
 from infra.config import StageConfig
+from pipelines.model_build.contract import MODEL_ARTIFACT, TRAIN_MODEL_OUTPUT, TRAIN_STEP
+from pipelines.model_build.infrastructure import PIPELINE_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATASET = REPO_ROOT / "pipelines" / "model_build" / "data" / "breast_cancer.csv"
 TARGET_COLUMN = "target"
-#: Where the model-build pipeline writes its outputs (model.tar.gz included) in the artifacts
-#: bucket: == pipelines.model_build.infrastructure.PIPELINE_PREFIX (a test checks it).
-MODEL_ARTIFACTS_PREFIX = "pipelines/"
+
+
+def model_artifact_keys(config: StageConfig) -> list[str]:
+    """Keys (IAM patterns) of the model.tar.gz files this stage's endpoint may serve.
+
+    * The model-build pipeline trains with ``S3OutputPath`` =
+      ``s3://<artifacts>/pipelines/<pipeline>/<execution id>/Train/model``; SageMaker writes the
+      artifact to ``<S3OutputPath>/<training job name>/output/model.tar.gz`` (a tuning job's
+      best training job too).
+    * Prod serves only versions promoted from staging, which ``deployment.promote`` copies to
+      ``promoted-models/<staging group>/v<version>/model.tar.gz``.
+    """
+    if config.is_prod:
+        return [f"{PROMOTED_MODELS_PREFIX}*/{MODEL_ARTIFACT}"]
+    output_path = f"{PIPELINE_PREFIX}/{config.naming.pipeline}/*/{TRAIN_STEP}/{TRAIN_MODEL_OUTPUT}"
+    return [f"{output_path}/*/output/{MODEL_ARTIFACT}"]
 
 
 def smoke_test_row(dataset: Path = SAMPLE_DATASET, feature_count: int = FEATURE_COUNT) -> str:
@@ -66,7 +86,7 @@ class DeploymentStack(cdk.Stack):
             log_retention_days=config.environment.retention.log_days,
             removal_policy=removal_policy,
             smoke_test_row=smoke_test_row(),
-            model_artifacts_prefix=MODEL_ARTIFACTS_PREFIX,
+            model_artifact_keys=model_artifact_keys(config),
         )
         for name, value in (
             ("DeploymentStateMachineArn", self.deployment.state_machine.state_machine_arn),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -93,3 +94,74 @@ def test_extra_detail_fields_do_not_prevent_a_match(deliver: Any) -> None:
 )
 def test_other_events_do_not_match(deliver: Any, case: dict[str, Any]) -> None:
     assert deliver(_event(**case)) is False
+
+
+def _documented_sample(**detail: Any) -> dict[str, Any]:
+    """AWS's sample "SageMaker Model Package State Change" event (SageMaker Developer Guide,
+    "Events that Amazon SageMaker sends to Amazon EventBridge", model package state change),
+    with this stage's group/ARN and the statuses under test, sent as EventBridge receives it."""
+    body = {
+        "ModelPackageGroupName": GROUP,
+        "ModelPackageVersion": 3,
+        "ModelPackageArn": ARN,
+        "CreationTime": 1614185974496,
+        "InferenceSpecification": {
+            "Containers": [
+                {
+                    "Image": "257758044811.dkr.ecr.us-east-2.amazonaws.com/"
+                    "sagemaker-xgboost:1.0-1-cpu-py3",
+                    "ImageDigest": "sha256:4dc8a7e4a010a19bb9e0a6b063f355393f6e623603361bd8b105f554"
+                    "d4f0c004",
+                    "ModelDataUrl": "s3://sagemaker-project-p-idy6c3e1fiqj/versionedmp-p-idy6c3e1fiqj"
+                    "/AbaloneTrain/pipelines-4r83jejmhorv-TrainAbaloneModel-xw869y8C4a/output/"
+                    "model.tar.gz",
+                }
+            ],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        "ModelPackageStatus": "Completed",
+        "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
+        "CertifyForMarketplace": False,
+        "ModelApprovalStatus": "Approved",
+        "MetadataProperties": {
+            "GeneratedBy": "arn:aws:sagemaker:us-east-2:123456789012:pipeline/"
+            "versionedmp-p-idy6c3e1fiqj/execution/4r83jejmhorv"
+        },
+        "ModelMetrics": {
+            "ModelQuality": {
+                "Statistics": {
+                    "ContentType": "application/json",
+                    "S3Uri": "s3://sagemaker-project-p-idy6c3e1fiqj/versionedmp-p-idy6c3e1fiqj/"
+                    "script-2021-02-24-10-55-15-413/output/evaluation/evaluation.json",
+                }
+            }
+        },
+        "LastModifiedTime": 1614186023416,
+    }
+    body.update(detail)
+    return {
+        "Source": "aws.sagemaker",
+        "DetailType": "SageMaker Model Package State Change",
+        "Resources": [ARN],
+        "Time": datetime(2021, 2, 24, 17, 0, 14, tzinfo=UTC),
+        "Detail": json.dumps(body),
+    }
+
+
+def test_the_documented_sample_event_of_a_completed_approved_package_matches(
+    deliver: Any,
+) -> None:
+    assert deliver(_documented_sample()) is True
+
+
+@pytest.mark.parametrize("status", ["Pending", "InProgress", "Failed", "Deleting"])
+def test_an_approved_package_that_is_not_completed_does_not_match(
+    deliver: Any, status: str
+) -> None:
+    """The documented ModelPackageStatus values other than Completed: not deployable."""
+    assert deliver(_documented_sample(ModelPackageStatus=status)) is False
+
+
+def test_the_documented_sample_event_of_a_rejection_does_not_match(deliver: Any) -> None:
+    assert deliver(_documented_sample(ModelApprovalStatus="Rejected")) is False
