@@ -18,6 +18,8 @@ from infra.compliance import RULE_PACKS, ComplianceError, enforce
 from infra.config import CONTEXT_KEY, AppConfig, ConfigError, load_config
 from infra.stages import MlopsStage, stage_class
 from infra.summary import SUMMARY_FILE
+from pipelines.model_build.definition_cache import CONTEXT_KEY as DEFINITION_CACHE
+from pipelines.model_build.definition_cache import resolve_directory
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,6 +47,14 @@ def resolve_branch(context_branch: Any, config: AppConfig, git_branch: str | Non
             raise ConfigError("branch", context_branch, "expected a git branch name")
         return context_branch.strip()
     return git_branch or config.default_branch
+
+
+def definition_cache_directory(value: Any) -> Path | None:
+    """The ``definition-cache`` context value as a directory (None: render every definition)."""
+    try:
+        return resolve_directory(value)
+    except ValueError as error:
+        raise ConfigError(DEFINITION_CACHE, value, str(error)) from None
 
 
 def build_stages(app: cdk.App, config: AppConfig, branch: str) -> list[MlopsStage]:
@@ -97,6 +107,10 @@ def synthesize(context: Mapping[str, Any] | None = None, outdir: str | None = No
     """Build, gate and synthesize. Raises ConfigError / ComplianceError."""
     app = cdk.App(context=dict(context) if context is not None else None, outdir=outdir)
     config = load_config(app.node.try_get_context(CONTEXT_KEY))
+    # The pipeline definitions' cache (-c definition-cache=<dir>|off; default .work/cache/...),
+    # resolved once here; the model-build construct reads the result from the context.
+    cache_dir = definition_cache_directory(app.node.try_get_context(DEFINITION_CACHE))
+    app.node.set_context(DEFINITION_CACHE, str(cache_dir) if cache_dir else False)
     branch = resolve_branch(app.node.try_get_context("branch"), config, current_git_branch())
     stages = build_stages(app, config, branch)
     packs = 0

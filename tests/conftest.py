@@ -64,12 +64,35 @@ def no_network() -> Iterator[list[str]]:
         socket.socket.connect, socket.create_connection, socket.getaddrinfo = saved  # type: ignore[method-assign]
 
 
+def session_shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A directory shared by every xdist worker of this test session (xdist's documented
+    pattern: the workers' base temp dirs are siblings); this process's own without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    path = root / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture(scope="session")
-def synthesized(cdk_context: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
+def definition_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pipeline-definition cache of this test session, shared by its workers: the first
+    worker to need a definition renders it with the SDK while the others wait for it (a lock
+    per entry) and read it. Fresh per session, so every run renders each definition once."""
+    return session_shared_dir(tmp_path_factory, "pipeline-definitions")
+
+
+@pytest.fixture(scope="session")
+def synthesized(
+    cdk_context: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+    definition_cache_dir: Path,
+) -> Any:
     """Synthesized once, with the network refused: synth is hermetic or this fixture fails."""
     from infra.app_builder import synthesize
+    from pipelines.model_build.definition_cache import CONTEXT_KEY
 
-    context = dict(cdk_context, branch=TEST_BRANCH)
+    context = dict(cdk_context, branch=TEST_BRANCH, **{CONTEXT_KEY: str(definition_cache_dir)})
     with no_network() as attempts:
         result = synthesize(context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
     assert attempts == [], f"synth tried to reach the network: {attempts}"

@@ -22,7 +22,8 @@ from infra.compliance import acknowledge, acknowledge_grant_actions
 from infra.config import EnvironmentConfig
 from infra.log_retention import retention_days
 from infra.naming import Naming
-from pipelines.model_build import contract
+from pipelines.model_build import contract, definition_cache
+from pipelines.model_build.definition import PipelineInputs
 from pipelines.model_build.packaging import REPO_ROOT, build_code_bundle
 
 CODE_PREFIX = "code/model-build"
@@ -60,6 +61,11 @@ def _code_bundle() -> tuple[Path, str]:
     """Built once per synth process and shared by every stage (same repository content)."""
     bundle_dir = Path(tempfile.mkdtemp(prefix="mlops-model-build-code-"))
     return bundle_dir, build_code_bundle(bundle_dir)
+
+
+def _cache_directory(value: object) -> Path | None:
+    """The definition cache's directory from the context (set by the app): none when absent."""
+    return None if value is None else definition_cache.resolve_directory(value)
 
 
 class ModelBuildPipeline(Construct):
@@ -124,11 +130,14 @@ class ModelBuildPipeline(Construct):
             log_group=upload_logs,
         )
 
-        from pipelines.model_build.definition import PipelineInputs, build_definition
-
+        # Rendered by the SageMaker SDK, or read from the definition cache when nothing that
+        # shapes it changed (the app sets the cache's directory in the context; absent: none).
+        cache = definition_cache.cache_for(
+            _cache_directory(self.node.try_get_context(definition_cache.CONTEXT_KEY))
+        )
         sizing = environment.sizing
         vpc = environment.vpc
-        self.definition = build_definition(
+        self.definition = cache.definition(
             PipelineInputs(
                 pipeline_name=self.pipeline_name,
                 region=stack.region,
