@@ -1,12 +1,14 @@
 """The drift core with Evidently, through ``make drift-local``'s runner and the job entry point.
 
 Evidently costs ~5 s of CPU to import and ~2 s per 30-feature run (mostly its HTML widgets), so
-the two shipped batches run ONCE per module (``drift_local``) and the tests read their outputs.
+the two shipped batches run ONCE per test session (``drift_local``, shared by xdist workers through
+a file lock) and the tests read their outputs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 from dataclasses import dataclass
@@ -37,13 +39,24 @@ class LocalRun:
         return dict(json.loads((self.out / name / core.REPORT_JSON).read_text()))
 
 
-@pytest.fixture(scope="module")
-def drift_local(tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
-    out = tmp_path_factory.mktemp("drift-local")
-    stdout = io.StringIO()
-    with no_network() as attempts, contextlib.redirect_stdout(stdout):
-        code = local_run.main(["--output-dir", str(out)])
-    return LocalRun(out, code, stdout.getvalue(), attempts)
+@pytest.fixture(scope="session")
+def drift_local(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> LocalRun:
+    """``make drift-local``'s runner, once per test session even across xdist workers."""
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # xdist: the workers' base temp dirs share this parent
+        root = root.parent
+    out = root / "drift-local"
+    with (root / "drift-local.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        done = root / "drift-local.json"
+        if not done.exists():
+            stdout = io.StringIO()
+            with no_network() as attempts, contextlib.redirect_stdout(stdout):
+                code = local_run.main(["--output-dir", str(out)])
+            run = {"code": code, "stdout": stdout.getvalue(), "network_attempts": attempts}
+            done.write_text(json.dumps(run))
+        run = json.loads(done.read_text())
+    return LocalRun(out, run["code"], run["stdout"], run["network_attempts"])
 
 
 @pytest.fixture(scope="module")
