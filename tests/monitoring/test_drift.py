@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pandas as pd
 import pytest
+from moto import mock_aws
 
 from monitoring.drift import batches, core, job, local_run, metrics
 from monitoring.drift.core import DriftInputError
@@ -356,3 +358,30 @@ def test_job_with_bad_options(
     code, got = run_job(tmp_path, reference_csv, root, *extra)
     assert code == 1
     assert message in got
+
+
+@mock_aws
+def test_job_publishes_its_metrics_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    rng = np.random.default_rng(7)
+    reference = tmp_path / "reference.csv"
+    pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)}).to_csv(
+        reference, index=False
+    )
+    shifted = [csv_record([float(a) + 3.0, float(b)]) for a, b in rng.normal(size=(40, 2))]
+    root = capture_tree(tmp_path / "cap", "2026/01/15/10", shifted)
+    code, message = run_job(
+        tmp_path, reference, root, "--publish-metrics", "--namespace", "T/Drift"
+    )
+    assert (code, message) == (0, "")
+    report = json.loads((tmp_path / "out" / core.REPORT_JSON).read_text())
+    assert report["summary"]["drifted_features"] == ["a"]
+    listed = boto3.client("cloudwatch").list_metrics(Namespace="T/Drift")["Metrics"]
+    names = sorted((m["MetricName"], len(m["Dimensions"])) for m in listed)
+    assert names == sorted(
+        [(n, 1) for n in ("ShareOfDriftedFeatures", "DriftedFeatures", "DatasetDrift")]
+        + [("CapturedRows", 1), ("RejectedRecords", 1)]
+        + [(n, 2) for n in ("FeatureDrift", "FeatureDriftScore") for _ in "ab"]
+    )
