@@ -269,6 +269,21 @@ _JSON_SERIALIZED = {
     ("events", "PutEvents"): {"Detail"},
 }
 _PATTERNS = (".sync:2", ".sync", ".waitForTaskToken")
+# Typed literals for context-object paths, in the longest form Step Functions gives them (names
+# up to 80 characters), so the member they feed is checked: type, length, pattern.
+_LONGEST_NAME = "e" * 40 + "-" + "0" * 39
+_STATES_ARN = "arn:aws:states:us-east-1:111111111111"
+CONTEXT_LITERALS: dict[str, Any] = {
+    "$$.Execution.Name": _LONGEST_NAME,
+    "$$.Execution.Id": f"{_STATES_ARN}:execution:{'s' * 80}:{_LONGEST_NAME}",
+    "$$.StateMachine.Name": "s" * 80,
+    "$$.StateMachine.Id": f"{_STATES_ARN}:stateMachine:{'s' * 80}",
+    "$$.Execution.StartTime": "2026-11-30T02:00:00.000Z",
+    "$$.State.EnteredTime": "2026-11-30T02:00:00.000Z",
+    "$$.State.Name": "S" * 80,
+    "$$.State.RetryCount": 0,
+    "$$.Task.Token": "t" * 1024,
+}
 _STRING_INTRINSICS = (
     "States.Format(",
     "States.JsonToString(",
@@ -367,7 +382,9 @@ def _literal(value: Any, shape: Shape) -> Any:
         return Runtime(expression) if kind in ("integer", "long", "double", "float") else value
     if expression.startswith(_LIST_INTRINSICS):
         return Runtime(expression) if kind == "list" else value
-    return Runtime(expression)  # a JSONPath: its type is decided by the state's input
+    if expression in CONTEXT_LITERALS:  # the context object: its values have a known form
+        return CONTEXT_LITERALS[expression]
+    return Runtime(expression)  # a JSONPath into the state's input: decided by that input
 
 
 def _strip_dynamic(node: Any) -> Any:

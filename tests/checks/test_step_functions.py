@@ -110,7 +110,9 @@ def _deployment_tasks(machines: list[StateMachine]) -> dict[str, dict[str, Any]]
         ("UpdateEndpoint", {"RetainAllVariantProperties": "yes"}, "expected a boolean"),
         ("NotifyFailure", {"Message": None}, "Message: required member"),
         ("NotifyFailure", {"MessageGroupId": 5}, "expected a string"),
-        # an intrinsic returning a string where the API wants a number
+        # a context-object value checked in its typed form: an execution ARN is no endpoint name
+        ("CreateEndpoint", {"EndpointName": None, "EndpointName.$": "$$.Execution.Id"}, "pattern"),
+        # an intrinsic returning a number where the API wants a string
         ("CreateEndpoint", {"Tags": [{"Key": "k", "Value.$": "States.MathAdd(1, 2)"}]}, "Value"),
     ],
 )
