@@ -29,6 +29,8 @@ RULE_PACKS = (AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks)
 
 _FINDING_ID = re.compile(r"^(AwsSolutions|NIST\.800\.53\.R5|Serverless)-[A-Za-z0-9]+(\[.+\])?$")
 _WEAK_REASONS = re.compile(r"^\s*(todo|tbd|fixme|n/?a|none|ok|suppress(ed)?|ignore(d)?)\W*$", re.I)
+# A long reason can still be a placeholder: "TODO: explain why this is fine".
+_PLACEHOLDER_WORDS = re.compile(r"\b(todo|tbd|fixme|xxx|placeholder|lorem ipsum)\b", re.I)
 MIN_REASON_LENGTH = 25
 
 
@@ -57,6 +59,7 @@ def _check_reason(what: str, reason: Any) -> None:
         not isinstance(reason, str)
         or len(reason.strip()) < MIN_REASON_LENGTH
         or _WEAK_REASONS.match(reason)
+        or _PLACEHOLDER_WORDS.search(reason)
     ):
         raise ValueError(f"{what} needs a specific reason, got {reason!r}")
 

@@ -95,7 +95,9 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize(
-    ("path", "value", "expected"), BAD_VALUES, ids=[f"{b[0]}={b[1]!r}" for b in BAD_VALUES]
+    ("path", "value", "expected"),
+    BAD_VALUES,
+    ids=[f"{p}=<deleted>" if v is _DELETE else f"{p}={v!r}" for p, v, _ in BAD_VALUES],
 )
 def test_bad_value_is_one_line_naming_key_value_and_allowed(
     mlops_config: dict[str, Any], path: str, value: Any, expected: str
