@@ -28,6 +28,8 @@ from tests.botocore_shapes import validate
 from tests.conftest import no_network
 
 REPO = Path(__file__).resolve().parents[2]
+# Importing evidently 0.7.23 warns about its own dependencies (numpy.core, litestar's DI API).
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @dataclass
