@@ -25,7 +25,8 @@ S3 URI. So every input a job reads must be named by something that changes with 
 * the raw data: ``InputDataUrl`` *and* ``InputDataVersion``, both in Preprocess's arguments. The
   version has no usable default (empty): Preprocess fails on it, and a failed run is never
   reused, so an execution started without a version can neither reuse nor record old results.
-  The version (and URL) are recorded on the model package (``CustomerMetadataProperties``);
+  The version is recorded on the model package (``CustomerMetadataProperties``), the URL and
+  version in its description;
 * code: ``<code_uri>`` is a content-hash prefix (any code change is a new URI for every job);
 * upstream outputs: per-execution prefixes, written once (the bucket expires only noncurrent
   versions), so a downstream step hits only when its upstream step was itself a hit;
@@ -719,8 +720,19 @@ class _Builder:
             inference_instances=list(INFERENCE_INSTANCE_TYPES),
             transform_instances=list(TRANSFORM_INSTANCE_TYPES),
             approval_status=self.approval_status,
-            description=f"XGBoost binary classifier trained by the {self.inputs.pipeline_name} "
-            "pipeline",
+            # The data it was trained on. The URL goes into the description, whose pattern admits
+            # any printable text (an S3 key may hold characters metadata values may not).
+            description=Join(  # a pipeline variable, rendered as Std:Join like any other
+                on="",
+                values=[
+                    f"XGBoost binary classifier trained by the {self.inputs.pipeline_name} "
+                    "pipeline on ",
+                    self.input_data,
+                    " (InputDataVersion ",
+                    self.data_version,
+                    ")",
+                ],
+            ),
             model_metrics=ModelMetrics(
                 model_statistics=evaluation,
                 model_data_statistics=statistics,
@@ -730,11 +742,8 @@ class _Builder:
                 model_data_statistics=statistics,
                 model_data_constraints=constraints,
             ),
-            # Which data the model was trained on (the cache keys on the same two values).
-            customer_metadata_properties={
-                PARAM_INPUT_DATA: self.input_data,
-                PARAM_INPUT_DATA_VERSION: self.data_version,
-            },
+            # Searchable: the version (Preprocess allows only what metadata values may hold).
+            customer_metadata_properties={PARAM_INPUT_DATA_VERSION: self.data_version},
         )
         display_name, description = DISPLAY[c.REGISTER_STEP]
         return ModelStep(

@@ -561,8 +561,20 @@ def test_registration(built: Built) -> None:
     assert args["ModelPackageGroupName"] == built.inputs.model_package_group_name
     # The data the model was trained on, as the execution was given it.
     assert args["CustomerMetadataProperties"] == {
-        "InputDataUrl": {"Get": "Parameters.InputDataUrl"},
         "InputDataVersion": {"Get": "Parameters.InputDataVersion"},
+    }
+    assert args["ModelPackageDescription"] == {
+        "Std:Join": {
+            "On": "",
+            "Values": [
+                f"XGBoost binary classifier trained by the {built.inputs.pipeline_name} "
+                "pipeline on ",
+                {"Get": "Parameters.InputDataUrl"},
+                " (InputDataVersion ",
+                {"Get": "Parameters.InputDataVersion"},
+                ")",
+            ],
+        }
     }
     assert args["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     spec = args["InferenceSpecification"]

@@ -314,6 +314,12 @@ def test_expressions_are_resolved_with_their_types(variants: dict[str, dict[str,
         EXECUTION_VALUES.clear()
         EXECUTION_VALUES.update(execution_values)
     assert error.startswith("CustomerMetadataProperties.InputDataVersion: 'v1,v2' does not match")
+    # Any S3 URL is recorded (in the description): a key may hold what metadata values may not.
+    url = "s3://mlops-dev-raw/datasets/breast cancer,v(2)/100%/~data/"
+    with_url = _set_parameter_default(doc, "InputDataUrl", url)
+    assert all(e == [] for e in errors_of(with_url).values())
+    register = all_steps(with_url)[c.REGISTER_STEP]["Arguments"]
+    assert url in Execution(with_url).text(register["ModelPackageDescription"])
     # A property resolves to what its step produces: the evaluated artifact is Train's output.
     execution = Execution(doc)
     model = execution.text(all_steps(doc)[c.REGISTER_STEP]["Arguments"]["InferenceSpecification"][
