@@ -44,10 +44,12 @@ class LocalRun:
 
 
 @pytest.fixture(scope="session")
-def drift_local(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> LocalRun:
+def drift_local(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> LocalRun:
     """``make drift-local``'s runner, once per test session even across xdist workers."""
     root = tmp_path_factory.getbasetemp()
-    if worker_id != "master":  # xdist: the workers' base temp dirs share this parent
+    if hasattr(request.config, "workerinput"):  # an xdist worker: the workers share the parent
         root = root.parent
     out = root / "drift-local"
     with (root / "drift-local.lock").open("w") as lock:
