@@ -198,7 +198,6 @@ def schema_errors() -> Callable[[dict[str, Any]], list[str]]:
     return schema_validator()
 
 
-@pytest.mark.shared_schema
 def test_definition_validates_against_the_schema(
     built: Built, schema_errors: Callable[[dict[str, Any]], list[str]]
 ) -> None:
@@ -206,7 +205,6 @@ def test_definition_validates_against_the_schema(
     assert schema_errors(schema_view(built.doc)) == []
 
 
-@pytest.mark.shared_schema
 def test_unknown_top_level_keys_fail_validation(
     builds: Builds, schema_errors: Callable[[dict[str, Any]], list[str]]
 ) -> None:
@@ -218,7 +216,6 @@ def test_unknown_top_level_keys_fail_validation(
 
 
 @pytest.mark.parametrize("gap", SCHEMA_GAPS)
-@pytest.mark.shared_schema
 def test_every_schema_gap_rewrite_is_needed(
     gap: str, builds: Builds, schema_errors: Callable[[dict[str, Any]], list[str]]
 ) -> None:

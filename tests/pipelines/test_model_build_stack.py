@@ -72,7 +72,6 @@ def test_one_pipeline_per_stage_named_and_tagged_for_studio(
     assert pipeline["RoleArn"]["Fn::GetAtt"][0].startswith("ModelBuildExecutionRole")
 
 
-@pytest.mark.shared_schema
 def test_deployed_definition_validates_against_the_schema(
     definition: dict[str, Any], schema_errors: Callable[[dict[str, Any]], list[str]]
 ) -> None:
