@@ -106,6 +106,34 @@ class Features:
 
 
 @dataclass(frozen=True)
+class RetrainingConfig:
+    """Alarms -> retraining workflow, and scheduled retraining (``retraining/``)."""
+
+    enabled: bool
+    #: An EventBridge Scheduler ``cron(...)`` or ``rate(...)`` expression (UTC); None: no
+    #: scheduled retraining.
+    schedule: str | None
+    #: No new pipeline execution within this many minutes after the last one started.
+    cooldown_minutes: int
+    #: Alarm when the share of drifted features reaches this (in [0, 1]).
+    drift_share_threshold: float
+    #: Alarm when the endpoint's p99 ModelLatency exceeds this many milliseconds.
+    latency_p99_ms: int
+    #: Alarm when the endpoint answers this many 5xx errors (or more) in five minutes.
+    errors_5xx_threshold: int
+
+
+DEFAULT_RETRAINING = RetrainingConfig(
+    enabled=True,
+    schedule=None,
+    cooldown_minutes=360,
+    drift_share_threshold=0.5,
+    latency_p99_ms=1000,
+    errors_5xx_threshold=5,
+)
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     account: str
@@ -116,6 +144,7 @@ class EnvironmentConfig:
     model_approval_threshold: float
     tags: Mapping[str, str]
     vpc: VpcConfig | None
+    retraining: RetrainingConfig = field(default_factory=lambda: DEFAULT_RETRAINING)
 
     @property
     def placeholder_account(self) -> bool:
@@ -362,6 +391,7 @@ def _parse_environment(
             "model_approval_threshold",
             "tags",
             "vpc",
+            "retraining",
         ),
     )
     account = str(
@@ -468,6 +498,119 @@ def _parse_environment(
         model_approval_threshold=float(threshold),
         tags=dict(raw_tags),
         vpc=vpc,
+        retraining=_parse_retraining(env.section("retraining", _RETRAINING_KEYS, {})),
+    )
+
+
+_RETRAINING_KEYS = (
+    "enabled",
+    "schedule",
+    "cooldown_minutes",
+    "drift_share_threshold",
+    "latency_p99_ms",
+    "errors_5xx_threshold",
+)
+_RATE = re.compile(r"^rate\((?P<value>[1-9][0-9]{0,5}) (?P<unit>minutes?|hours?|days?)\)$")
+_CRON = re.compile(r"^cron\((?P<fields>[^()]*)\)$")
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+#: cron fields: (name, minimum, maximum, names for 1.., extra single-value forms)
+_CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
+    ("minutes", 0, 59, ()),
+    ("hours", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    ("month", 1, 12, _MONTHS),
+    ("day-of-week", 1, 7, _DAYS),
+    ("year", 1970, 2199, ()),
+)
+
+
+def schedule_expression_problem(expression: Any) -> str | None:
+    """Why ``expression`` is not an EventBridge (Scheduler) ``cron(...)``/``rate(...)``
+    expression, or None when it is one. Follows the documented syntax: six cron fields
+    (minutes hours day-of-month month day-of-week year) with exactly one of day-of-month and
+    day-of-week ``?``; ``rate(1 hour)`` singular, ``rate(5 hours)`` plural."""
+    if not isinstance(expression, str):
+        return "expected a string"
+    rate = _RATE.match(expression)
+    if rate:
+        plural = rate["unit"].endswith("s")
+        if (rate["value"] == "1") == plural:
+            return "use a singular unit for 1 (rate(1 hour)) and a plural one otherwise"
+        return None
+    cron = _CRON.match(expression)
+    if not cron:
+        return "expected cron(minutes hours day-of-month month day-of-week year) or rate(N unit)"
+    parts = cron["fields"].split(" ")
+    if len(parts) != 6:
+        return f"a cron expression has 6 space-separated fields, got {len(parts)}"
+    for (name, low, high, names), part in zip(_CRON_FIELDS, parts, strict=True):
+        problem = _cron_field_problem(name, part, low, high, names)
+        if problem:
+            return problem
+    if (parts[2] == "?") == (parts[4] == "?"):
+        return "exactly one of day-of-month and day-of-week must be '?'"
+    return None
+
+
+def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    if text.upper() in names:
+        return True
+    return text.isascii() and text.isdigit() and low <= int(text) <= high
+
+
+def _cron_field_problem(
+    name: str, part: str, low: int, high: int, names: tuple[str, ...]
+) -> str | None:
+    bad = f"cron {name} field {part!r} is not valid (values {low}-{high}"
+    bad += f" or {names[0]}-{names[-1]})" if names else ")"
+    if part == "?":
+        return None if name in ("day-of-month", "day-of-week") else bad
+    if name == "day-of-month" and re.fullmatch(r"L|LW|([1-9]|[12][0-9]|3[01])W", part):
+        return None
+    if name == "day-of-week" and re.fullmatch(r"[1-7]L|L|[1-7]#[1-5]", part):
+        return None
+    for item in part.split(","):
+        base, _, step = item.partition("/")
+        if step and not (step.isascii() and step.isdigit() and 0 < int(step) <= high):
+            return bad
+        if base == "*":
+            continue
+        start, dash, end = base.partition("-")
+        if not _cron_value(start, low, high, names):
+            return bad
+        if dash and not _cron_value(end, low, high, names):
+            return bad
+    return None
+
+
+def _parse_retraining(section: _Section) -> RetrainingConfig:
+    schedule = section.get("schedule", None)
+    if schedule is not None:
+        problem = schedule_expression_problem(schedule)
+        if problem:
+            raise ConfigError(section.key("schedule"), schedule, f"{problem}, or null")
+    default = DEFAULT_RETRAINING
+    return RetrainingConfig(
+        enabled=section.boolean("enabled", default.enabled),
+        schedule=schedule,
+        cooldown_minutes=section.positive_int(
+            "cooldown_minutes", default.cooldown_minutes, maximum=525600
+        ),
+        drift_share_threshold=float(
+            section.check(
+                "drift_share_threshold",
+                _is_threshold,
+                "expected a finite number in [0, 1]: the share of drifted features that alarms",
+                default.drift_share_threshold,
+            )
+        ),
+        latency_p99_ms=section.positive_int(
+            "latency_p99_ms", default.latency_p99_ms, maximum=3600000
+        ),
+        errors_5xx_threshold=section.positive_int(
+            "errors_5xx_threshold", default.errors_5xx_threshold
+        ),
     )
 
 
