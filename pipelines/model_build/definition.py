@@ -89,6 +89,11 @@ PARAM_TRAINING_INSTANCE_COUNT = "TrainingInstanceCount"
 PARAM_MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
 PARAM_AUC_THRESHOLD = c.PARAM_AUC_THRESHOLD
 DEFAULT_MODEL_APPROVAL_STATUS = "PendingManualApproval"
+#: Why the execution was started (the retraining workflow passes ``alarm:<name>`` or
+#: ``schedule``); recorded in the model package's CustomerMetadataProperties, so it must fit
+#: that map's value pattern (``[\p{L}\p{Z}\p{N}_.:/=+\-@]``, 1-256 characters).
+PARAM_TRIGGER_REASON = "TriggerReason"
+DEFAULT_TRIGGER_REASON = "manual"
 
 # ---- Jobs ----------------------------------------------------------------------------------
 
@@ -309,6 +314,9 @@ class _Builder:
         self.auc_threshold = ParameterFloat(
             PARAM_AUC_THRESHOLD, default_value=float(inputs.approval_threshold)
         )
+        self.trigger_reason = ParameterString(
+            PARAM_TRIGGER_REASON, default_value=DEFAULT_TRIGGER_REASON
+        )
         self.steps: dict[str, Any] = {}
         self.model_artifact: Any = None  # the Train step's model.tar.gz (a pipeline variable)
         self._images: dict[c.ImageSpec, str] = {}
@@ -330,6 +338,7 @@ class _Builder:
                 self.training_instance_count,
                 self.approval_status,
                 self.auc_threshold,
+                self.trigger_reason,
             ],
             steps=[*top_level, self._condition_step()],
             sagemaker_session=self.session,
@@ -743,7 +752,10 @@ class _Builder:
                 model_data_constraints=constraints,
             ),
             # Searchable: the version (Preprocess allows only what metadata values may hold).
-            customer_metadata_properties={PARAM_INPUT_DATA_VERSION: self.data_version},
+            customer_metadata_properties={
+                PARAM_INPUT_DATA_VERSION: self.data_version,
+                PARAM_TRIGGER_REASON: self.trigger_reason,  # alarm:<name>, schedule, manual
+            },
         )
         display_name, description = DISPLAY[c.REGISTER_STEP]
         return ModelStep(

@@ -300,6 +300,8 @@ def test_parameters(built: Built) -> None:
         {"Name": "TrainingInstanceCount", "Type": "Integer", "DefaultValue": 1},
         {"Name": "ModelApprovalStatus", "Type": "String", "DefaultValue": "PendingManualApproval"},
         {"Name": "AucThreshold", "Type": "Float", "DefaultValue": inputs.approval_threshold},
+        # Why it ran: the retraining workflow passes alarm:<name> or schedule.
+        {"Name": "TriggerReason", "Type": "String", "DefaultValue": "manual"},
     ]
     for name, job in jobs(built.doc).items():
         resources = job.get("ProcessingResources", {}).get("ClusterConfig") or job["ResourceConfig"]
@@ -559,6 +561,7 @@ def test_registration(built: Built) -> None:
     # The data the model was trained on, as the execution was given it.
     assert args["CustomerMetadataProperties"] == {
         "InputDataVersion": {"Get": "Parameters.InputDataVersion"},
+        "TriggerReason": {"Get": "Parameters.TriggerReason"},
     }
     assert args["ModelPackageDescription"] == {
         "Std:Join": {
