@@ -71,8 +71,8 @@ format: install ## apply ruff fixes and formatting
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-bench: install ## wall times: synth of all stages vs an empty CDK app, test suite
-	$(PY) -m infra.bench
+bench: install ## synth vs an empty CDK app (ratio of medians, RUNS=5), definition render, test suite
+	$(PY) -m infra.bench $(if $(RUNS),--runs $(RUNS),)
 
 pipeline-local: install ## run the model-build pipeline's step scripts locally on the bundled dataset
 	$(PY) -m pipelines.model_build.local_run

@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -46,17 +48,27 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def cdk_synth(cwd: Path, outdir: Path, *args: str) -> float:
-    """Wall seconds of ``cdk synth --quiet`` into a fresh ``outdir``; exits on failure."""
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cdk_synth(cwd: Path, outdir: Path, *args: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``cdk synth --quiet`` into a fresh ``outdir``; exits on failure.
+
+    CPU is user + system time of the CLI and everything it ran (app, jsii's Node): less
+    sensitive than wall time to other work on a shared machine."""
     if outdir.exists():
-        subprocess.run(["rm", "-rf", str(outdir)], check=True)
+        shutil.rmtree(outdir)
     command = [str(CDK_CLI), "synth", "--quiet", "--output", str(outdir), *args]
+    cpu = children_cpu()
     start = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, env=tool_env(), capture_output=True, text=True)
     elapsed = time.perf_counter() - start
+    cpu = children_cpu() - cpu
     if result.returncode != 0:
         sys.exit(f"bench: {' '.join(command)} failed in {cwd}:\n{result.stdout}{result.stderr}")
-    return elapsed
+    return elapsed, cpu
 
 
 def count(outdir: Path) -> tuple[int, int, int]:
@@ -133,6 +145,10 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):7.2f} s  [{min(values):.2f}-{max(values):.2f}]"
 
 
+def median_cpu(runs: list[tuple[float, float]]) -> float:
+    return statistics.median(cpu for _, cpu in runs)
+
+
 def loadavg() -> str:
     try:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -159,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         empty_app.mkdir()
         (empty_app / "app.py").write_text(EMPTY_APP)
         (empty_app / "cdk.json").write_text(json.dumps({"app": f"{sys.executable} app.py"}))
-        runs: dict[str, Callable[[], float]] = {
+        runs: dict[str, Callable[[], tuple[float, float]]] = {
             "app": lambda: cdk_synth(REPO_ROOT, root / "app.out"),
             "empty": lambda: cdk_synth(empty_app, root / "empty.out"),
             "extra": lambda: cdk_synth(
@@ -170,16 +186,18 @@ def main(argv: list[str] | None = None) -> int:
             run()
         counts = {name: count(root / f"{name}.out") for name in runs}
         entries_before = cache_entries()
-        times: dict[str, list[float]] = {name: [] for name in runs}
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         order = list(runs)
         for round_ in range(args.runs):
             for name in order[round_ % len(order) :] + order[: round_ % len(order)]:
-                times[name].append(runs[name]())
+                samples[name].append(runs[name]())
         rendered = cache_entries() - entries_before
 
     definitions = cold_definitions()["renders"]
     suite = None if args.skip_tests else test_suite()
 
+    times = {name: [wall for wall, _ in values] for name, values in samples.items()}
+    cpu = {name: median_cpu(values) for name, values in samples.items()}
     app, empty, extra = (statistics.median(times[n]) for n in ("app", "empty", "extra"))
     stages, stacks, resources = counts["app"]
     extra_resources = counts["extra"][2] - resources
@@ -196,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{spread(times['empty'])}"
     )
     print(f"{'RATIO app / empty app (the figure to quote)':<{width}}{app / empty:7.2f}")
+    print(
+        f"{'CPU s (user+sys, medians): app / empty app / one more stage':<{width}}"
+        f"{cpu['app']:7.2f} / {cpu['empty']:.2f} / {cpu['extra']:.2f}  "
+        f"(ratio {cpu['app'] / cpu['empty']:.2f})"
+    )
     print(f"{'resources (' + f'{stacks} stacks)':<{width}}{resources:7d}")
     print(f"{'synth above the floor':<{width}}{above:7.2f} s")
     print(
