@@ -14,6 +14,7 @@ from infra.compliance import STAGE_CHECKOV_SKIPS, CheckovSkips
 from infra.config import StageConfig, StageKind
 from stacks.deployment_stack import DeploymentStack
 from stacks.model_build_stack import ModelBuildStack
+from stacks.operations_stack import OperationsStack
 from stacks.stateful_stack import StatefulStack
 
 
@@ -72,6 +73,24 @@ class MlopsStage(cdk.Stage):
             removal_policy=self.removal_policy,
         )
         self.deployment.add_stack_dependency(self.stateful)
+        self.operations = OperationsStack(
+            self,
+            "Operations",
+            stack_name=naming.stack("operations"),
+            description=f"{description}: continuous operations (ingestion, retraining, monitoring)",
+            termination_protection=self.termination_protection,
+            config=config,
+            key=lake.key,
+            raw_bucket=lake.raw_bucket,
+            curated_bucket=lake.curated_bucket,
+            artifacts_bucket=lake.artifacts_bucket,
+            etl_job_name=lake.etl_job_name,
+            crawler_name=str(lake.crawler.name),
+            database_name=lake.database_name,
+            pipeline_name=self.model_build.model_build.pipeline_name,
+        )
+        self.operations.add_stack_dependency(self.stateful)
+        self.operations.add_stack_dependency(self.model_build)
         drop_redundant_role_dependencies(self)
         cdk.Aspects.of(self).add(CheckovSkips(STAGE_CHECKOV_SKIPS))
         # Aspects and tags on the App do not reach into a Stage: apply them here.
