@@ -137,7 +137,7 @@ def parse_time(value: Any) -> datetime:
 
 
 def _pipeline_executions(sagemaker: Any, pipeline_name: str) -> Iterator[dict[str, Any]]:
-    """Newest first, every page."""
+    """Every execution (newest first as asked; the caller does not rely on the order)."""
     kwargs: dict[str, Any] = {
         "PipelineName": pipeline_name,
         "SortBy": "CreationTime",
@@ -208,21 +208,23 @@ def decide(event: dict[str, Any], sagemaker: Any, sfn: Any) -> Decision:
     if earlier:
         why = f"another retraining trigger (execution {earlier}) started first and is handled"
         return Decision(start=False, why=why, **base)
-    latest: dict[str, Any] | None = None
+    latest: datetime | None = None  # order-independent: the newest start of any execution
     for summary in _pipeline_executions(sagemaker, pipeline_name):
-        latest = latest or summary
         if summary.get("PipelineExecutionStatus") in RUNNING_PIPELINE_STATUSES:
             why = (
                 f"pipeline {pipeline_name} is already running: {summary['PipelineExecutionArn']} "
                 f"is {summary['PipelineExecutionStatus']}"
             )
             return Decision(start=False, why=why, **base)
-    if latest is not None and isinstance(latest.get("StartTime"), datetime):
-        ready = latest["StartTime"] + timedelta(minutes=cooldown_minutes)
+        started = summary.get("StartTime")
+        if isinstance(started, datetime) and (latest is None or started > latest):
+            latest = started
+    if latest is not None:
+        ready = latest + timedelta(minutes=cooldown_minutes)
         if now < ready:
             why = (
                 f"cool-down: the last execution of {pipeline_name} started at "
-                f"{latest['StartTime'].isoformat()}; no new start before {ready.isoformat()} "
+                f"{latest.isoformat()}; no new start before {ready.isoformat()} "
                 f"({cooldown_minutes} minutes)"
             )
             return Decision(start=False, why=why, **base)

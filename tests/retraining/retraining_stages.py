@@ -1,0 +1,108 @@
+"""Synthesizes the retraining construct once per test session, like the app builds it: a
+``cdk.Stage`` (111111111111 / us-east-1) with the real :class:`StatefulStack` (data key, curated
+bucket) and a stack holding an operations topic (SSE-KMS with the data key) and
+:class:`retraining.infrastructure.Retraining`, from the shipped cdk.json configuration:
+
+* ``staging``: the staging stage (a weekly cron schedule);
+* ``dev``: the dev stage (no schedule configured).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_sns as sns
+from aws_cdk.assertions import Template
+
+from data_lake.infrastructure import CURATED_DATASETS_PREFIX, StatePolicy
+from infra.app_builder import load_cdk_json_context
+from infra.compliance import Finding, findings
+from infra.config import CONTEXT_KEY, StageConfig, load_config
+from retraining.infrastructure import Retraining
+from stacks.stateful_stack import StatefulStack
+
+ACCOUNT = "111111111111"
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class SynthesizedRetraining:
+    config: StageConfig
+    construct: Retraining
+    template: Template
+    template_json: dict[str, Any]
+    findings: list[Finding]
+
+    def resources(self, resource_type: str) -> dict[str, Any]:
+        return {
+            logical_id: resource
+            for logical_id, resource in self.template_json["Resources"].items()
+            if resource["Type"] == resource_type
+        }
+
+    def one(self, resource_type: str) -> dict[str, Any]:
+        (resource,) = self.resources(resource_type).values()
+        return dict(resource)
+
+
+@cache
+def synthesized_retraining() -> dict[str, SynthesizedRetraining]:
+    context = load_cdk_json_context()
+    config = load_config(context[CONTEXT_KEY])
+    by_env = {sc.env_name: sc for sc in config.stages_for_branch(config.default_branch)}
+    app = cdk.App(context=context)
+    built = {}
+    for env_name in ("staging", "dev"):
+        stage_config = by_env[env_name]
+        stage_config = dataclasses.replace(
+            stage_config,
+            environment=dataclasses.replace(stage_config.environment, account=ACCOUNT),
+        )
+        stage = cdk.Stage(
+            app, stage_config.stage_id, env=cdk.Environment(account=ACCOUNT, region=REGION)
+        )
+        stateful = StatefulStack(
+            stage,
+            "Stateful",
+            config=stage_config,
+            state=StatePolicy(removal_policy=cdk.RemovalPolicy.RETAIN, auto_delete_objects=False),
+        )
+        stack = cdk.Stack(stage, "Operations")
+        lake = stateful.lake
+        topic = sns.Topic(stack, "Topic", master_key=lake.key, enforce_ssl=True)
+        construct = Retraining(
+            stack,
+            "Retraining",
+            naming=stage_config.naming,
+            settings=stage_config.environment.retraining,
+            pipeline_name=stage_config.naming.pipeline,
+            input_data_url=lake.curated_bucket.s3_url_for_object(CURATED_DATASETS_PREFIX),
+            key=lake.key,
+            log_retention_days=stage_config.environment.retention.log_days,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+            topic=topic,
+        )
+        built[env_name] = (stage_config, stage, stack, construct)
+    gate = {name: findings(parts[1]) for name, parts in built.items()}
+    result = {}
+    for name, (stage_config, _stage, stack, construct) in built.items():
+        template = Template.from_stack(stack)
+        result[name] = SynthesizedRetraining(
+            stage_config, construct, template, dict(template.to_json()), gate[name]
+        )
+    return result
+
+
+def state_machine_definition(stage: SynthesizedRetraining, resolve: Any) -> dict[str, Any]:
+    """The synthesized ASL with every CloudFormation token replaced by ``resolve(token)``."""
+    body = stage.one("AWS::StepFunctions::StateMachine")["Properties"]["DefinitionString"]
+    if isinstance(body, str):
+        return dict(json.loads(body))
+    separator, parts = body["Fn::Join"]
+    assert separator == ""
+    return dict(json.loads("".join(p if isinstance(p, str) else resolve(p) for p in parts)))
