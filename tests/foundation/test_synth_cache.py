@@ -1,5 +1,6 @@
-"""A cold synth (every pipeline definition rendered by the SageMaker SDK) and a warm one (every
-definition read from the cache) write the same templates, byte for byte."""
+"""A cold synth (the pipeline definition rendered by the SageMaker SDK) and a warm one (read
+from the definition cache) write the same templates, byte for byte; the app hands its cache
+directory to every stage's pipeline."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 
-from tests.conftest import SHARED_STAGES, no_network
+from infra.compliance import enforce
+from infra.config import CONTEXT_KEY, load_config
+from infra.stages import stage_class
+from tests.conftest import no_network
 
 
 def stage_files(outdir: Path, stage: str) -> dict[str, bytes]:
@@ -19,38 +24,52 @@ def stage_files(outdir: Path, stage: str) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(files)}
 
 
+def synth_dev_stage(context: dict[str, Any], outdir: Path) -> None:
+    """The dev stage alone, as the app builds it: stage, gates, synth (network refused)."""
+    app = cdk.App(context=context, outdir=str(outdir))
+    config = load_config(context[CONTEXT_KEY])
+    (dev,) = (sc for sc in config.stages_for_branch(config.default_branch) if sc.env_name == "dev")
+    with no_network() as attempts:
+        stage = stage_class(dev)(app, config=dev)
+        enforce(stage)
+        app.synth()
+    assert attempts == []
+
+
 def test_cold_and_warm_synth_write_identical_templates(
     cdk_context: dict[str, Any],
     synthesized: Any,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from infra.app_builder import synthesize
     from pipelines.model_build import definition_cache as dc
 
     # Sources edited earlier in this (long) test process are current for this test: the
-    # cold synth stores its definitions unless they change while it runs.
+    # cold synth stores its definition unless they change while it runs.
     monkeypatch.setattr(dc, "PROCESS_START", time.time())
     directory = tmp_path / "definitions"
-    context = dict(
-        cdk_context,
-        branch=cdk_context["mlops"]["default_branch"],
-        **{dc.CONTEXT_KEY: str(directory)},
-    )
-    runs: dict[str, dict[str, int]] = {}
+    context = dict(cdk_context, **{dc.CONTEXT_KEY: str(directory)})
+    stats: dict[str, dict[str, int]] = {}
     for run in ("cold", "warm"):
         monkeypatch.setattr(dc, "_caches", {})  # a new process: nothing in memory
-        with no_network() as attempts:
-            synthesize(context, outdir=str(tmp_path / run))
-        assert attempts == []
-        runs[run] = dict(dc._caches[dc.resolve_directory(str(directory))].stats)
+        synth_dev_stage(context, tmp_path / run)
+        stats[run] = dict(dc._caches[directory].stats)
 
-    stages = len(SHARED_STAGES)
-    assert runs["cold"] == {"memory": 0, "disk": 0, "rendered": stages, "stored": stages}
-    assert runs["warm"] == {"memory": 0, "disk": stages, "rendered": 0, "stored": 0}
-    session = Path(synthesized.assembly.directory)  # the session's app: its own cache, 4 stages
-    for stage in SHARED_STAGES:
-        cold = stage_files(tmp_path / "cold", stage)
-        assert len(cold) == 6, sorted(cold)  # three stacks
-        assert stage_files(tmp_path / "warm", stage) == cold
-        assert stage_files(session, stage) == cold
+    assert stats["cold"] == {"memory": 0, "disk": 0, "rendered": 1, "stored": 1}
+    assert stats["warm"] == {"memory": 0, "disk": 1, "rendered": 0, "stored": 0}
+    cold = stage_files(tmp_path / "cold", "mlops-dev")
+    assert any("ModelBuild" in name for name in cold), sorted(cold)
+    assert stage_files(tmp_path / "warm", "mlops-dev") == cold
+    # The session's app (all stages, its own cache shared by the test workers) wrote the same.
+    assert stage_files(Path(synthesized.assembly.directory), "mlops-dev") == cold
+
+
+def test_the_app_passes_its_cache_directory_to_every_stage(
+    synthesized: Any, definition_cache_dir: Path
+) -> None:
+    from pipelines.model_build import definition_cache as dc
+
+    assert synthesized.app.node.try_get_context(dc.CONTEXT_KEY) == str(definition_cache_dir)
+    stats = dc._caches[definition_cache_dir].stats
+    # One definition per stage, each rendered here or read from another worker's render.
+    assert stats["rendered"] + stats["disk"] == len(synthesized.stages) == 4
