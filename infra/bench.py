@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipelines.model_build import definition_cache
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CDK_CLI = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 EXTRA_BRANCH = "bench/one-more-stage"
@@ -86,16 +88,14 @@ def count(outdir: Path) -> tuple[int, int, int]:
 
 
 def cache_entries() -> int:
-    from pipelines.model_build.definition_cache import DEFAULT_DIRECTORY
-
-    return len(list(DEFAULT_DIRECTORY.glob("*.json"))) if DEFAULT_DIRECTORY.is_dir() else 0
+    directory = definition_cache.DEFAULT_DIRECTORY
+    return len(list(directory.glob("*.json"))) if directory.is_dir() else 0
 
 
 def probe_definitions() -> dict[str, Any]:
     """In this (fresh) process: synthesize with the definition cache off and time each render
     (the first includes importing the SDK). Prints JSON; run by :func:`cold_definitions`."""
     from infra.app_builder import load_cdk_json_context, synthesize
-    from pipelines.model_build import definition_cache
 
     renders: list[float] = []
 
@@ -160,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed rounds (default 5)")
     parser.add_argument("--skip-tests", action="store_true", help="do not time the test suite")
+    parser.add_argument(
+        "--uncached",
+        action="store_true",
+        help="also time the app with -c definition-cache=off (every definition rendered)",
+    )
     parser.add_argument("--probe-definitions", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe_definitions:
@@ -182,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
                 REPO_ROOT, root / "extra.out", "-c", f"branch={EXTRA_BRANCH}"
             ),
         }
+        if args.uncached:
+            runs["uncached"] = lambda: cdk_synth(
+                REPO_ROOT, root / "uncached.out", "-c", f"{definition_cache.CONTEXT_KEY}=off"
+            )
         for run in runs.values():  # warm-up: disk caches, jsii's package cache, definitions
             run()
         counts = {name: count(root / f"{name}.out") for name in runs}
@@ -229,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{f'one more stage (+{extra_resources} resources): synth':<{width}}"
         f"{spread(times['extra'])}  (+{extra - app:.2f} s, ratio {extra / empty:.2f})"
     )
+    if "uncached" in times:
+        uncached = statistics.median(times["uncached"])
+        print(
+            f"{'synth with the definition cache off (every definition rendered)':<{width}}"
+            f"{spread(times['uncached'])}  (ratio {uncached / empty:.2f}, "
+            f"CPU {cpu['uncached']:.2f} s)"
+        )
     print(f"{'definitions rendered during the timed runs (cache misses)':<{width}}{rendered:7d}")
     if definitions:
         print(
