@@ -35,6 +35,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct, IConstruct
@@ -81,6 +82,7 @@ class Retraining(Construct):
         log_retention_days: int,
         removal_policy: cdk.RemovalPolicy,
         topic: sns.ITopic | None = None,
+        dead_letter_queue: sqs.IQueue | None = None,
         drift_namespace: str = DEFAULT_NAMESPACE,
     ) -> None:
         super().__init__(scope, id_)
@@ -394,6 +396,7 @@ class Retraining(Construct):
                 role=rule_role,
                 retry_attempts=8,
                 max_event_age=cdk.Duration.hours(2),
+                dead_letter_queue=dead_letter_queue,
                 input=events.RuleTargetInput.from_object(
                     {
                         "reason": "alarm",
@@ -407,13 +410,14 @@ class Retraining(Construct):
             )
         )
         self._acknowledge_inline(rule_role, "states:StartExecution on the retraining workflow")
-        acknowledge(
-            self.rule,
-            "Serverless-EventBusDLQ",
-            "EventBridge retries the start 8 times over 2 hours; a trigger still lost leaves the "
-            "alarm in ALARM with its history, and the scheduled retraining and the next drift "
-            "run are the backstop. A dead-letter queue nobody replays would add nothing.",
-        )
+        if dead_letter_queue is None:
+            acknowledge(
+                self.rule,
+                "Serverless-EventBusDLQ",
+                "EventBridge retries the start 8 times over 2 hours; a trigger still lost leaves "
+                "the alarm in ALARM with its history, and the scheduled retraining and the next "
+                "drift run are the backstop (the operations stack passes its dead-letter queue).",
+            )
 
         # --- Scheduled retraining.
         self.schedule: scheduler.CfnSchedule | None = None

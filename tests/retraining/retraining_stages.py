@@ -3,8 +3,9 @@
 bucket) and a stack holding an operations topic (SSE-KMS with the data key) and
 :class:`retraining.infrastructure.Retraining`, from the shipped cdk.json configuration:
 
-* ``staging``: the staging stage (a weekly cron schedule);
-* ``dev``: the dev stage (no schedule configured).
+* ``staging``: the staging stage (a weekly cron schedule; a dead-letter queue for the rule like
+  the operations stack's, SSE-SQS);
+* ``dev``: the dev stage (no schedule configured, no dead-letter queue).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Template
 
 from data_lake.infrastructure import CURATED_DATASETS_PREFIX, StatePolicy
 from infra.app_builder import load_cdk_json_context
-from infra.compliance import Finding, findings
+from infra.compliance import Finding, acknowledge, findings
 from infra.config import CONTEXT_KEY, StageConfig, load_config
 from retraining.infrastructure import Retraining
 from stacks.stateful_stack import StatefulStack
@@ -75,6 +77,13 @@ def synthesized_retraining() -> dict[str, SynthesizedRetraining]:
         stack = cdk.Stack(stage, "Operations")
         lake = stateful.lake
         topic = sns.Topic(stack, "Topic", master_key=lake.key, enforce_ssl=True)
+        dead_letter_queue = None
+        if env_name == "staging":
+            dead_letter_queue = sqs.Queue(
+                stack, "Dlq", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True
+            )
+            for finding in ("AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"):
+                acknowledge(dead_letter_queue, finding, "Test fixture: this queue IS the DLQ.")
         construct = Retraining(
             stack,
             "Retraining",
@@ -86,6 +95,7 @@ def synthesized_retraining() -> dict[str, SynthesizedRetraining]:
             log_retention_days=stage_config.environment.retention.log_days,
             removal_policy=cdk.RemovalPolicy.RETAIN,
             topic=topic,
+            dead_letter_queue=dead_letter_queue,
         )
         built[env_name] = (stage_config, stage, stack, construct)
     gate = {name: findings(parts[1]) for name, parts in built.items()}

@@ -173,6 +173,9 @@ def test_the_rule_starts_the_workflow_with_a_role_only_this_rule_may_assume(
     (target,) = rule["Targets"]
     machine_id = next(iter(staging.resources("AWS::StepFunctions::StateMachine")))
     assert target["Arn"] == {"Ref": machine_id}
+    (queue_id,) = staging.resources("AWS::SQS::Queue")
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 7200, "MaximumRetryAttempts": 8}
     role_id = target["RoleArn"]["Fn::GetAtt"][0]
     role = staging.template_json["Resources"][role_id]["Properties"]
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
