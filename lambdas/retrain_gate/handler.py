@@ -58,6 +58,8 @@ TEXT_MAX = 1024  # an alarm's name or state reason as accepted here
 
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 _NOT_VERSION = re.compile(r"[^A-Za-z0-9 _.:/=+\-@]+")
+#: Line breaks and other control characters: the description's ``.*`` does not match them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 class InvalidTrigger(ValueError):
@@ -192,9 +194,8 @@ def decide(event: dict[str, Any], sagemaker: Any, sfn: Any) -> Decision:
     suffix = _slug(execution_name)[-12:].strip("-")
     label = f"{trigger.kind}-{trigger.alarm_name}" if trigger.alarm_name else trigger.kind
     display = _slug(f"retrain-{label}")[: DISPLAY_NAME_MAX - len(suffix) - 1].strip("-")
-    description = f"Retraining: {trigger.text} (workflow execution {execution_arn})"[
-        :DESCRIPTION_MAX
-    ]
+    text = f"Retraining: {trigger.text} (workflow execution {execution_arn})"
+    description = _CONTROL.sub(" ", text)[:DESCRIPTION_MAX]
     base = {
         "triggerReason": trigger.metadata_value,
         "displayName": f"{display}-{suffix}" if suffix else display,
