@@ -272,9 +272,10 @@ class Retraining(Construct):
             },
             result_path="$.pipeline",
         )
-        # The token makes a retried start return the same execution (idempotent).
+        # Throttling, ResourceLimitExceeded (too many running executions), service faults: the
+        # idempotency token makes a retried start return the same execution, never a second.
         start.add_retry(
-            errors=["SageMaker.SageMakerException", "States.Timeout"],
+            errors=["States.TaskFailed"],
             interval=cdk.Duration.seconds(5),
             max_attempts=3,
             backoff_rate=2,
