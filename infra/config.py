@@ -134,6 +134,22 @@ DEFAULT_RETRAINING = RetrainingConfig(
 
 
 @dataclass(frozen=True)
+class IngestionConfig:
+    """New raw data -> Glue ETL -> crawler -> model build (README "Ingestion")."""
+
+    enabled: bool = True
+    #: Start the model-build pipeline on the new curated data (default: not in prod, which
+    #: deploys only versions promoted from staging).
+    start_pipeline: bool = True
+    #: Debounce window: uploads within it are ingested by one run.
+    quiet_period_seconds: int = 120
+
+
+#: Upper bound of ``ingestion.quiet_period_seconds`` (one hour).
+MAX_QUIET_PERIOD_SECONDS = 3600
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     account: str
@@ -145,6 +161,7 @@ class EnvironmentConfig:
     tags: Mapping[str, str]
     vpc: VpcConfig | None
     retraining: RetrainingConfig = field(default_factory=lambda: DEFAULT_RETRAINING)
+    ingestion: IngestionConfig = field(default_factory=IngestionConfig)
 
     @property
     def placeholder_account(self) -> bool:
@@ -392,6 +409,7 @@ def _parse_environment(
             "tags",
             "vpc",
             "retraining",
+            "ingestion",
         ),
     )
     account = str(
@@ -499,6 +517,20 @@ def _parse_environment(
         tags=dict(raw_tags),
         vpc=vpc,
         retraining=_parse_retraining(env.section("retraining", _RETRAINING_KEYS, {})),
+        ingestion=_parse_ingestion(env.section("ingestion", _INGESTION_KEYS, {}), name),
+    )
+
+
+_INGESTION_KEYS = ("enabled", "start_pipeline", "quiet_period_seconds")
+
+
+def _parse_ingestion(section: _Section, env_name: str) -> IngestionConfig:
+    return IngestionConfig(
+        enabled=section.boolean("enabled", True),
+        start_pipeline=section.boolean("start_pipeline", env_name != "prod"),
+        quiet_period_seconds=section.positive_int(
+            "quiet_period_seconds", 120, maximum=MAX_QUIET_PERIOD_SECONDS
+        ),
     )
 
 

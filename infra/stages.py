@@ -8,9 +8,9 @@ from typing import ClassVar
 import aws_cdk as cdk
 from constructs import Construct
 
-from data_lake.infrastructure import StatePolicy
+from data_lake.infrastructure import CURATED_DATASETS_PREFIX, StatePolicy
 from infra.cfn_hygiene import drop_redundant_role_dependencies
-from infra.compliance import STAGE_CHECKOV_SKIPS, CheckovSkips
+from infra.compliance import STAGE_CHECKOV_SKIPS, CheckovSkips, acknowledge
 from infra.config import StageConfig, StageKind
 from stacks.deployment_stack import DeploymentStack
 from stacks.model_build_stack import ModelBuildStack
@@ -61,6 +61,18 @@ class MlopsStage(cdk.Stage):
             model_package_group_name=self.stateful.registry.group_name,
         )
         self.model_build.add_stack_dependency(self.stateful)
+        # Ingestion starts the pipeline on the curated dataset (InputDataUrl): it must read it.
+        pipeline_role = self.model_build.model_build.role
+        lake.curated_bucket.grant_read(pipeline_role, f"{CURATED_DATASETS_PREFIX}*")
+        curated_id = self.stateful.get_logical_id(
+            lake.curated_bucket.node.default_child  # type: ignore[arg-type]
+        )
+        acknowledge(
+            pipeline_role,
+            f"AwsSolutions-IAM5[Resource::<{curated_id}.Arn>/{CURATED_DATASETS_PREFIX}*]",
+            "The Glue job writes curated Parquet under generated partition/part keys; the "
+            "pipeline reads only that prefix of this stage's curated bucket.",
+        )
         self.deployment = DeploymentStack(
             self,
             "Deployment",

@@ -23,9 +23,10 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.compliance import acknowledge
+from infra.compliance import acknowledge, skip_checkov
 from infra.config import StageConfig
 from infra.naming import EVENT_RULE_MAX, SNS_MAX, SQS_MAX, Naming
+from ingestion.infrastructure import Ingestion
 
 PIPELINE_STATUS_DETAIL_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
 #: The statuses an operator must hear about (``Succeeded`` and ``Executing`` are routine).
@@ -135,7 +136,9 @@ class PipelineStatusNotifications(Construct):
 
 class OperationsStack(cdk.Stack):
     """The stage's continuous operations. Exposes ``topic`` (the operations SNS topic),
-    ``pipeline_notifications`` and the resources it was given, for constructs added later."""
+    ``dead_letter_queue``, ``pipeline_notifications``, ``ingestion`` (None when
+    ``ingestion.enabled`` is false) and the resources it was given, for constructs added
+    later."""
 
     def __init__(
         self,
@@ -192,6 +195,12 @@ class OperationsStack(cdk.Stack):
             enforce_ssl=True,
             retention_period=cdk.Duration.days(14),
         )
+        skip_checkov(
+            self.dead_letter_queue,
+            "CKV_AWS_27",
+            "Encrypted at rest with SSE-SQS: EventBridge cannot deliver to a queue under a KMS "
+            "key whose policy does not name it (checkov recognises only KmsMasterKeyId).",
+        )
         acknowledge(
             self.dead_letter_queue,
             "AwsSolutions-SQS3",
@@ -213,5 +222,32 @@ class OperationsStack(cdk.Stack):
             pipeline_name=pipeline_name,
             pipeline_arn=self.pipeline_arn,
         )
+        settings = config.environment.ingestion
+        self.ingestion: Ingestion | None = None
+        if settings.enabled:
+            self.ingestion = Ingestion(
+                self,
+                "Ingestion",
+                naming=naming,
+                key=key,
+                raw_bucket=raw_bucket,
+                curated_bucket=curated_bucket,
+                etl_job_name=etl_job_name,
+                crawler_name=crawler_name,
+                pipeline_name=pipeline_name,
+                topic=self.topic,
+                dead_letter_queue=self.dead_letter_queue,
+                quiet_period=cdk.Duration.seconds(settings.quiet_period_seconds),
+                start_pipeline=settings.start_pipeline,
+                log_retention_days=config.environment.retention.log_days,
+                removal_policy=(
+                    cdk.RemovalPolicy.DESTROY if config.is_ephemeral else cdk.RemovalPolicy.RETAIN
+                ),
+            )
+            cdk.CfnOutput(
+                self,
+                "IngestionStateMachineArn",
+                value=self.ingestion.state_machine.state_machine_arn,
+            )
         cdk.CfnOutput(self, "OperationsTopicArn", value=self.topic.topic_arn)
         cdk.CfnOutput(self, "OperationsDeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)

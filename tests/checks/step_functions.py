@@ -405,10 +405,35 @@ def check_task(state: dict[str, Any]) -> list[str]:
     if "Arguments" in state:
         raise ValueError("JSONata Arguments are not checked: use JSONPath Parameters")
     params = _mark_dynamic(state.get("Parameters", {}))
+    if not target.optimised:
+        shape = botocore.session.get_session().get_service_model(target.service)
+        params = _sdk_member_names(params, shape.operation_model(target.operation).input_shape)
     if target.optimised:
         serialized = _JSON_SERIALIZED.get((target.service, target.operation), set())
         params = _serialize_members(params, serialized)
     return validate(target.service, target.operation, params, literal=_literal)
+
+
+def _sdk_member_names(node: Any, shape: Shape | None) -> Any:
+    """AWS SDK integrations take parameters in PascalCase even where the API's members are
+    camelCase (Step Functions' ``StateMachineArn`` for ``stateMachineArn``: "Learning to use AWS
+    service SDK integrations", API naming conventions); map them back to the model's names."""
+    if shape is None or isinstance(node, _Dynamic):
+        return node
+    if isinstance(node, list):
+        member = getattr(shape, "member", None)
+        return [_sdk_member_names(item, member) for item in node]
+    if not isinstance(node, dict) or not hasattr(shape, "members"):
+        return node
+    members = shape.members
+    out = {}
+    for key, value in node.items():
+        name = key
+        if key not in members:
+            camel = key[:1].lower() + key[1:]
+            name = camel if camel in members else key
+        out[name] = _sdk_member_names(value, members.get(name))
+    return out
 
 
 def _serialize_members(node: Any, members: set[str]) -> Any:

@@ -1,0 +1,1 @@
+"""Ingestion: new raw data -> Glue ETL -> crawler -> model build (see infrastructure.py)."""
