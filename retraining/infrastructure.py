@@ -356,6 +356,13 @@ class Retraining(Construct):
                 include_execution_data=True,
             ),
         )
+        # CDK makes the state machine DependsOn its role AND the role's policy; the role is
+        # already implied by the GetAtt on its ARN (cfn-lint W3005). Keep the policy only: it
+        # must be attached before the first execution.
+        policy = self.state_machine.role.node.try_find_child("DefaultPolicy")
+        cfn_machine = self.state_machine.node.default_child
+        assert isinstance(policy, iam.Policy) and isinstance(cfn_machine, cdk.CfnResource)
+        cfn_machine.add_override("DependsOn", [self._logical_id(policy)])
         if topic is not None:
             topic.grant_publish(self.state_machine)
             acknowledge(

@@ -26,7 +26,8 @@ from constructs import Construct
 from infra.compliance import acknowledge, skip_checkov
 from infra.config import StageConfig
 from infra.naming import EVENT_RULE_MAX, SNS_MAX, SQS_MAX, Naming
-from ingestion.infrastructure import Ingestion
+from ingestion.infrastructure import CURATED_PREFIX, Ingestion
+from retraining.infrastructure import Retraining
 
 PIPELINE_STATUS_DETAIL_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
 #: The statuses an operator must hear about (``Succeeded`` and ``Executing`` are routine).
@@ -248,6 +249,31 @@ class OperationsStack(cdk.Stack):
                 self,
                 "IngestionStateMachineArn",
                 value=self.ingestion.state_machine.state_machine_arn,
+            )
+        # Alarms and a schedule -> the debounced retraining workflow, on the curated dataset
+        # the ingestion writes (README "Retraining").
+        retraining = config.environment.retraining
+        self.retraining: Retraining | None = None
+        if retraining.enabled:
+            self.retraining = Retraining(
+                self,
+                "Retraining",
+                naming=naming,
+                settings=retraining,
+                pipeline_name=pipeline_name,
+                input_data_url=curated_bucket.s3_url_for_object(CURATED_PREFIX),
+                key=key,
+                log_retention_days=config.environment.retention.log_days,
+                removal_policy=(
+                    cdk.RemovalPolicy.DESTROY if config.is_ephemeral else cdk.RemovalPolicy.RETAIN
+                ),
+                topic=self.topic,
+                dead_letter_queue=self.dead_letter_queue,
+            )
+            cdk.CfnOutput(
+                self,
+                "RetrainingStateMachineArn",
+                value=self.retraining.state_machine.state_machine_arn,
             )
         cdk.CfnOutput(self, "OperationsTopicArn", value=self.topic.topic_arn)
         cdk.CfnOutput(self, "OperationsDeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)

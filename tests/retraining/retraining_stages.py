@@ -21,10 +21,11 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Template
 
-from data_lake.infrastructure import CURATED_DATASETS_PREFIX, StatePolicy
+from data_lake.infrastructure import StatePolicy
 from infra.app_builder import load_cdk_json_context
 from infra.compliance import Finding, acknowledge, findings
 from infra.config import CONTEXT_KEY, StageConfig, load_config
+from ingestion.infrastructure import CURATED_PREFIX
 from retraining.infrastructure import Retraining
 from stacks.stateful_stack import StatefulStack
 
@@ -90,7 +91,7 @@ def synthesized_retraining() -> dict[str, SynthesizedRetraining]:
             naming=stage_config.naming,
             settings=stage_config.environment.retraining,
             pipeline_name=stage_config.naming.pipeline,
-            input_data_url=lake.curated_bucket.s3_url_for_object(CURATED_DATASETS_PREFIX),
+            input_data_url=lake.curated_bucket.s3_url_for_object(CURATED_PREFIX),
             key=lake.key,
             log_retention_days=stage_config.environment.retention.log_days,
             removal_policy=cdk.RemovalPolicy.RETAIN,

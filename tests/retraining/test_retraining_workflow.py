@@ -184,7 +184,7 @@ def test_a_drift_alarm_starts_exactly_one_pipeline_execution_with_the_reason(
     assert output["triggerReason"] == f"alarm:{prefix}-retrain-drift"
     # The latest curated data, a data version unique to this retraining, the reason recorded.
     assert execution["parameters"] == {
-        "InputDataUrl": f"s3://{CURATED_BUCKET}/datasets/",
+        "InputDataUrl": f"s3://{CURATED_BUCKET}/datasets/breast_cancer/",
         "InputDataVersion": "retrain-drift-1",
         "TriggerReason": f"alarm:{prefix}-retrain-drift",
     }

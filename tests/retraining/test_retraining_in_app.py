@@ -1,0 +1,44 @@
+"""The retraining construct in every synthesized stage's operations stack (the session's app):
+its alarms, workflow and (where configured) schedule, on the curated dataset the ingestion writes,
+undeliverable alarm events to the operations dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import EPHEMERAL_STAGE, SHARED_STAGES, resources_of_type
+
+SCHEDULED = {"mlops-dev": False, "mlops-staging": True, "mlops-prod": True, EPHEMERAL_STAGE: False}
+
+
+@pytest.mark.parametrize("stage", [*SHARED_STAGES, EPHEMERAL_STAGE])
+def test_every_stage_has_its_retraining(templates: dict[str, Any], stage: str) -> None:
+    operations = templates[stage]["Operations"]
+    alarms = {
+        a["Properties"]["AlarmName"]
+        for a in resources_of_type(operations, "AWS::CloudWatch::Alarm").values()
+    }
+    assert {f"{stage}-retrain-drift", f"{stage}-retrain-endpoint-5xx"} <= alarms
+    assert f"{stage}-retrain-endpoint-p99" in alarms
+    machines = {
+        m["Properties"]["StateMachineName"]: m
+        for m in resources_of_type(operations, "AWS::StepFunctions::StateMachine").values()
+    }
+    definition = json.dumps(machines[f"{stage}-retrain"]["Properties"]["DefinitionString"])
+    # InputDataUrl: the curated dataset prefix (the curated bucket's name comes from the
+    # stateful stack), as the ingestion workflow passes it.
+    assert '\\"Name\\":\\"InputDataUrl\\",\\"Value\\":\\"s3://' in definition
+    assert "/datasets/breast_cancer/" in definition and "CuratedBucket" in definition
+    schedules = resources_of_type(operations, "AWS::Scheduler::Schedule")
+    assert len(schedules) == (1 if SCHEDULED[stage] else 0)
+    rules = [
+        r["Properties"]
+        for r in resources_of_type(operations, "AWS::Events::Rule").values()
+        if r["Properties"].get("Name") == f"{stage}-retrain-on-alarm"
+    ]
+    (rule,) = rules
+    (target,) = rule["Targets"]
+    assert "DeadLetterConfig" in target
