@@ -10,7 +10,7 @@ from constructs import Construct
 
 from data_lake.infrastructure import CURATED_DATASETS_PREFIX, StatePolicy
 from infra.cfn_hygiene import drop_redundant_role_dependencies
-from infra.compliance import STAGE_CHECKOV_SKIPS, CheckovSkips, acknowledge
+from infra.compliance import STAGE_CHECKOV_SKIPS, acknowledge, apply_checkov_skips
 from infra.config import StageConfig, StageKind
 from stacks.deployment_stack import DeploymentStack
 from stacks.model_build_stack import ModelBuildStack
@@ -104,7 +104,7 @@ class MlopsStage(cdk.Stage):
         self.operations.add_stack_dependency(self.stateful)
         self.operations.add_stack_dependency(self.model_build)
         drop_redundant_role_dependencies(self)
-        cdk.Aspects.of(self).add(CheckovSkips(STAGE_CHECKOV_SKIPS))
+        apply_checkov_skips(self, STAGE_CHECKOV_SKIPS)  # last: every stack is built
         # Aspects and tags on the App do not reach into a Stage: apply them here.
         for key, value in config.tags.items():
             cdk.Tags.of(self).add(key, value)
