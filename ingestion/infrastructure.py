@@ -163,7 +163,12 @@ class Ingestion(Construct):
                 "StatusFilter": "RUNNING",
                 "MaxResults": 1,
             },
-            result_selector={"newest": sfn.JsonPath.string_at("$.Executions[0].ExecutionArn")},
+            # The newest running execution's ARN (results are most recent first).
+            result_selector={
+                "newest": sfn.JsonPath.array_get_item(
+                    sfn.JsonPath.list_at("$.Executions[*].ExecutionArn"), 0
+                )
+            },
             result_path="$.debounce",
         )
         superseded = sfn.Succeed(
