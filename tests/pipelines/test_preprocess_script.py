@@ -111,7 +111,7 @@ def _rows(n: int, start: int = 0) -> str:
 # (case id, files to write {name: content}, input (relative to raw dir), expected message tail)
 BAD_INPUTS = [
     ("missing-file", {}, "nope.csv", "nope.csv: input path does not exist"),
-    ("no-csv-in-dir", {"notes.txt": "x"}, ".", "raw: no CSV files in directory"),
+    ("no-csv-in-dir", {"notes.txt": "x"}, ".", "raw: no CSV or Parquet files in directory"),
     ("empty-file", {"data.csv": ""}, "data.csv", "data.csv: file empty"),
     ("header-only", {"data.csv": GOOD_HEADER}, "data.csv", "data.csv: no data rows (header only)"),
     (
@@ -354,3 +354,101 @@ def test_the_bundled_dataset_has_the_contracts_schema_and_keeps_its_order(
     assert tuple(transform["features"]) == c.FEATURES  # the order serving relies on
     train = pd.read_csv(tmp_path / "train" / c.TRAIN_FILE)
     assert tuple(train.columns) == (c.TARGET_COLUMN, *c.FEATURES)
+
+
+# ---- curated Parquet (the ingestion workflow's InputDataUrl) ----------------------------------
+
+
+def _write_curated(root: Path, frame: pd.DataFrame, parts: int = 2) -> Path:
+    """The Glue job's layout: ``<dataset>/ingest_date=<date>/part-*.snappy.parquet`` (numeric
+    columns as double, the partition only in the path) plus Spark's ``_SUCCESS`` marker."""
+    dataset = root / "breast_cancer"
+    chunks = np.array_split(np.arange(len(frame)), parts)
+    for i, rows in enumerate(chunks):
+        part = dataset / f"ingest_date=2026-11-{28 + i}" / f"part-0000{i}-abc.snappy.parquet"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        frame.iloc[rows].astype("float64").to_parquet(part, index=False, compression="snappy")
+    (dataset / "_SUCCESS").write_text("")
+    return root
+
+
+def test_reads_the_curated_parquet_layout_like_the_same_csv(
+    preprocess: ModuleType, tmp_path: Path
+) -> None:
+    frame = synthetic_frame(rows=100)
+    curated = _write_curated(tmp_path / "curated", frame)
+    csv_source = write_csv(tmp_path / "raw" / "data.csv", frame)
+    run_ok(preprocess, curated, tmp_path / "from-parquet")
+    run_ok(preprocess, csv_source, tmp_path / "from-csv")
+    for name in ("train", "validation", "test"):
+        from_parquet = (tmp_path / "from-parquet" / name / f"{name}.csv").read_text()
+        assert from_parquet == (tmp_path / "from-csv" / name / f"{name}.csv").read_text()
+    transform = "transform/feature_transform.json"
+    assert json.loads((tmp_path / "from-parquet" / transform).read_text()) == json.loads(
+        (tmp_path / "from-csv" / transform).read_text()
+    )
+
+
+def test_the_bundled_dataset_as_curated_parquet_has_the_contracts_schema(
+    preprocess: ModuleType, tmp_path: Path
+) -> None:
+    frame = pd.read_csv(BUNDLED_CSV)
+    curated = _write_curated(tmp_path / "curated", frame, parts=3)
+    out = tmp_path / "out"
+    args = preprocess_args(curated, out, columns=c.INPUT_COLUMNS)
+    assert preprocess.main(args) == 0
+    header = (out / "train" / "train.csv").read_text().splitlines()[0].split(",")
+    assert header == [c.TARGET_COLUMN, *c.FEATURES]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("reorder", "column 'b' at position 1, expected 'a' (columns must be in the fixed order)"),
+        ("null-target", "missing value in column 'target' at line 2"),
+        ("text", "non-numeric value 'x' in column 'a' at line 2"),
+    ],
+)
+def test_bad_parquet_fails_with_one_line_naming_the_file(
+    preprocess: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    change: str,
+    expected: str,
+) -> None:
+    frame = synthetic_frame(rows=60).astype({"a": "object", "target": "float64"})
+    if change == "reorder":
+        frame = frame[["b", "a", "c", "target"]]
+    elif change == "null-target":
+        frame.loc[0, "target"] = None
+    else:
+        frame.loc[0, "a"] = "x"
+        frame["a"] = frame["a"].astype(str)
+    path = tmp_path / "curated" / "part-00000.parquet"
+    path.parent.mkdir(parents=True)
+    frame.to_parquet(path, index=False)
+    assert preprocess.main(preprocess_args(tmp_path / "curated", tmp_path / "out")) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"ERROR: {path}: {expected}"
+
+
+def test_csv_and_parquet_in_one_input_are_rejected(
+    preprocess: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = synthetic_frame(rows=60)
+    _write_curated(tmp_path / "in", frame)
+    write_csv(tmp_path / "in" / "extra.csv", frame)
+    assert preprocess.main(preprocess_args(tmp_path / "in", tmp_path / "out")) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith("in: both CSV (1) and Parquet (2) files in directory: give one kind")
+
+
+def test_an_unreadable_parquet_file_is_one_line(
+    preprocess: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "in" / "part-0.parquet"
+    path.parent.mkdir()
+    path.write_bytes(b"not parquet")
+    assert preprocess.main(preprocess_args(tmp_path / "in", tmp_path / "out")) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"ERROR: {path}: not a readable Parquet file (")

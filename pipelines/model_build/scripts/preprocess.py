@@ -1,7 +1,11 @@
 """Preprocess step (SageMaker Processing, scikit-learn image).
 
-Reads every CSV under ``--input`` (or the single file given), validates it, splits it into
-stratified, seeded train/validation/test sets and fits the feature transform on the train split.
+Reads every CSV under ``--input`` (or the single file given) -- or, when there is no CSV, every
+Parquet file: the curated zone the ingestion workflow passes as ``InputDataUrl``, where the Glue
+job writes ``<dataset>/ingest_date=YYYY-MM-DD/part-*.parquet`` with the raw columns' snake_case
+names (the bundled dataset's names already are) --, validates it, splits it into stratified,
+seeded train/validation/test sets and fits the feature transform on the train split. Parquet
+needs pyarrow, which the SageMaker scikit-learn 1.2-1 image installs (pyarrow 14, conda).
 
 The input schema is fixed: every file's header must be exactly ``--columns`` (the contract's
 ``INPUT_COLUMNS``: the features in order, then ``target``); a missing, extra or reordered column
@@ -16,7 +20,8 @@ Outputs (the splits stay RAW: validated but untransformed, ``target`` first, wit
 On invalid input it exits 1 with ONE line naming the file and the problem, on stderr and in
 ``--failure-file`` (SageMaker Processing reports ``/opt/ml/output/message`` as ExitMessage).
 
-Standalone: imports only the standard library, numpy, pandas and scikit-learn, plus
+Standalone: imports only the standard library, numpy, pandas and scikit-learn (pyarrow for
+Parquet, when there is Parquet), plus
 ``model_format.py`` loaded from ``--model-code-dir``. Compatible with Python 3.8 / pandas 1.x.
 """
 
@@ -52,15 +57,34 @@ class StepError(Exception):
 # ---- reading and validation -----------------------------------------------------------------
 
 
-def find_csv_files(input_path: Path) -> list[Path]:
+def _is_data_file(path: Path, suffix: str) -> bool:
+    """A data file of the given kind; Spark/Glue bookkeeping (``_SUCCESS``, ``.crc``, names
+    starting with ``_`` or ``.``) is not data."""
+    hidden = path.name.startswith(("_", "."))
+    return path.is_file() and not hidden and path.suffix.lower() == suffix
+
+
+def find_input_files(input_path: Path) -> list[Path]:
+    """The CSV files under ``input_path``, or else its Parquet files (the curated zone: the
+    Glue job writes ``ingest_date=YYYY-MM-DD/part-*.parquet``). One kind per input."""
     if input_path.is_file():
         return [input_path]
     if not input_path.exists():
         raise StepError(f"{input_path}: input path does not exist")
-    files = sorted(p for p in input_path.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
-    if not files:
-        raise StepError(f"{input_path}: no CSV files in directory")
-    return files
+    paths = sorted(p for p in input_path.rglob("*"))
+    csv_files = [p for p in paths if _is_data_file(p, ".csv")]
+    parquet_files = [p for p in paths if _is_data_file(p, ".parquet")]
+    if csv_files and parquet_files:
+        raise StepError(
+            f"{input_path}: both CSV ({len(csv_files)}) and Parquet ({len(parquet_files)}) "
+            "files in directory: give one kind"
+        )
+    if not csv_files and not parquet_files:
+        raise StepError(f"{input_path}: no CSV or Parquet files in directory")
+    return csv_files or parquet_files
+
+
+find_csv_files = find_input_files  # the earlier name
 
 
 def _is_number(text: str) -> bool:
@@ -139,6 +163,47 @@ def read_csv_file(path: Path, expected: tuple[str, ...]) -> pd.DataFrame:
 
     if header is None:
         raise StepError(f"{path}: file empty")
+    return frame_from_cells(path, header, rows, lines, expected)
+
+
+def read_parquet_file(path: Path, expected: tuple[str, ...]) -> pd.DataFrame:
+    """One validated Parquet file (e.g. a curated part written by the Glue job), checked
+    exactly like a CSV file: its columns are the header, its rows the lines (``line`` N in a
+    message is data row N + 1, as if the header were line 1). Nulls are missing values."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise StepError(f"{path}: reading Parquet needs pyarrow, which is not installed") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError... for a bad file
+        raise StepError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+    header = [str(name).strip() for name in table.column_names]
+    if not header:
+        raise StepError(f"{path}: file empty")
+    columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+    rows = [
+        ["" if column[i] is None else str(column[i]) for column in columns]
+        for i in range(table.num_rows)
+    ]
+    lines = list(range(2, len(rows) + 2))
+    return frame_from_cells(path, header, rows, lines, expected)
+
+
+def read_data_file(path: Path, expected: tuple[str, ...]) -> pd.DataFrame:
+    if path.suffix.lower() == ".parquet":
+        return read_parquet_file(path, expected)
+    return read_csv_file(path, expected)
+
+
+def frame_from_cells(
+    path: Path,
+    header: list[str],
+    rows: list[list[str]],
+    lines: list[int],
+    expected: tuple[str, ...],
+) -> pd.DataFrame:
+    """Cells (text) of one file -> the validated float frame (``target`` as int64)."""
     for position, name in enumerate(header, start=1):
         if not name:
             raise StepError(f"{path}: empty column name at position {position} of the header")
@@ -198,14 +263,16 @@ def check_columns(columns: list[str]) -> tuple[str, ...]:
 def load_dataset(
     input_path: Path, min_rows: int, expected: tuple[str, ...]
 ) -> tuple[pd.DataFrame, str]:
-    """All CSV files under input_path, validated and concatenated: (frame, where) where
+    """All CSV (else Parquet) files under input_path, validated and concatenated: (frame,
+    where) where
     ``where`` names the file (or the directory and file count) for later messages. Columns:
     ``target`` first, then the features in ``expected`` order."""
-    files = find_csv_files(input_path)
+    files = find_input_files(input_path)
     columns = [TARGET] + [c for c in expected if c != TARGET]
-    frames = [read_csv_file(path, expected)[columns] for path in files]
+    frames = [read_data_file(path, expected)[columns] for path in files]
     data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    where = str(files[0]) if len(files) == 1 else f"{input_path} ({len(files)} CSV files)"
+    kind = "Parquet" if files[0].suffix.lower() == ".parquet" else "CSV"
+    where = str(files[0]) if len(files) == 1 else f"{input_path} ({len(files)} {kind} files)"
     if len(data) < min_rows:
         raise StepError(f"{where}: too few rows ({len(data)} < {min_rows})")
     classes = sorted(set(int(v) for v in data[TARGET]))
