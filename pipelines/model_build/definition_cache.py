@@ -285,16 +285,20 @@ class DefinitionCache:
             return expand(self._memory[key], tokens)
         stored = self.read(key)
         if stored is None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with _key_lock(self.directory / f"{key}.lock"):
+            with contextlib.ExitStack() as held:
+                try:
+                    self.directory.mkdir(parents=True, exist_ok=True)
+                    held.enter_context(_key_lock(self.directory / f"{key}.lock"))
+                except OSError:  # a directory that cannot be written: render, store nothing
+                    return self._render(key, inputs, tokens, store=False)
                 stored = self.read(key)  # another process may have rendered it meanwhile
                 if stored is None:
-                    return self._render(key, inputs, tokens)
+                    return self._render(key, inputs, tokens, store=True)
         self.stats["disk"] += 1
         self._memory[key] = stored
         return expand(stored, tokens)
 
-    def _render(self, key: str, inputs: PipelineInputs, tokens: list[str]) -> str:
+    def _render(self, key: str, inputs: PipelineInputs, tokens: list[str], *, store: bool) -> str:
         """Render with the SDK (the caller's own inputs: the text returned is the SDK's) and
         store it when its tokens can be abstracted exactly and the sources are unchanged."""
         self.stats["rendered"] += 1
@@ -302,9 +306,10 @@ class DefinitionCache:
         canonical_text = abstract(text, tokens)
         if canonical_text is not None:
             self._memory[key] = canonical_text
-            if self._sources_unchanged_since_start():
-                self._write(key, canonical_text)
-                self.stats["stored"] += 1
+            if store and self._sources_unchanged_since_start():
+                with contextlib.suppress(OSError):  # e.g. a full disk: the next synth renders
+                    self._write(key, canonical_text)
+                    self.stats["stored"] += 1
         return text
 
     def read(self, key: str) -> str | None:

@@ -346,6 +346,15 @@ def test_a_text_whose_tokens_cannot_be_abstracted_exactly_is_not_stored(tmp_path
     assert dc.abstract("already has ${Token[MLOPS.CACHE.0]}", []) is None
 
 
+def test_a_directory_that_cannot_be_written_renders_and_stores_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    renderer = CountingRenderer()
+    cache = make_cache(blocker / "cache", renderer)  # mkdir under a file fails
+    assert cache.definition(INPUTS) == renderer(INPUTS)
+    assert cache.stats["rendered"] == 1 and cache.stats["stored"] == 0
+
+
 def test_disabled_cache_renders_every_time(tmp_path: Path) -> None:
     renderer = CountingRenderer()
     cache = make_cache(None, renderer)
