@@ -24,7 +24,8 @@ from serving import container_env
 
 CONTAINER_CODE = {
     # path: third-party modules the image provides (or files shipped beside it)
-    "pipelines/model_build/scripts/preprocess.py": {"numpy", "pandas", "sklearn"},
+    # pyarrow 14.0.1: conda-installed by the sklearn 1.2-1 base image (its Dockerfile.cpu)
+    "pipelines/model_build/scripts/preprocess.py": {"numpy", "pandas", "pyarrow", "sklearn"},
     "pipelines/model_build/scripts/baseline.py": {"numpy", "pandas", "sklearn"},
     "pipelines/model_build/scripts/evaluate.py": {"numpy", "pandas", "sklearn", "xgboost"},
     "pipelines/model_build/model_code/train.py": {
