@@ -14,7 +14,8 @@ and nowhere else:
   results in PascalCase even where the API is camelCase (Step Functions' own ``listExecutions``:
   ``StateMachineArn`` in, ``Executions[].ExecutionArn`` out; AWS's "Learning to use AWS service
   SDK integrations", API naming conventions). moto's interpreter passes names through unchanged;
-  :func:`_sdk_casing` maps them as Step Functions does, using botocore's model.
+  :func:`_sdk_casing` maps them as Step Functions does, using botocore's model, and names
+  Glue's errors ``Glue.<Error>`` (moto: ``glue.<Error>``).
 * ``glue:startJobRun.sync``: moto's generic callback path ends every ``.sync`` task by calling
   ``interrupt_all()`` on a waitForTaskToken endpoint it only creates for waitForTaskToken
   tasks (``'NoneType' object has no attribute 'interrupt_all'``). :func:`_glue_sync` runs
@@ -161,6 +162,9 @@ def _sdk_casing(monkeypatch: pytest.MonkeyPatch) -> None:
         if shape is not None:
             self._from_boto_response(response, shape)
 
+    # Error names: "<Service>.<Error>", both PascalCase (Glue.CrawlerRunningException); moto
+    # knows the spelling of a few services only.
+    monkeypatch.setitem(aws_sdk._SERVICE_ERROR_NAMES, "glue", "Glue")
     monkeypatch.setattr(task, "_normalise_parameters", normalise_parameters)
     monkeypatch.setattr(task, "_normalise_response", normalise_response)
 
@@ -194,6 +198,7 @@ class IngestionHarness:
     queue_url: str
     pipeline_name: str
     job_name: str
+    crawler_name: str
     glue_outcome: list[str]
 
     def start(self, event: dict[str, Any]) -> str:
@@ -324,5 +329,6 @@ def ingestion_harness(
         queue_url=queue_url,
         pipeline_name=pipeline_name,
         job_name=job_name,
+        crawler_name=crawler_name,
         glue_outcome=outcome,
     )

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import re
 
-from tests.ingestion.ingestion_moto import CURATED_BUCKET, RAW_BUCKET, IngestionHarness
+import boto3
+
+from tests.ingestion.ingestion_moto import (
+    CURATED_BUCKET,
+    RAW_BUCKET,
+    REGION,
+    IngestionHarness,
+)
 from tests.ingestion.ingestion_moto import s3_object_created as uploaded
 
 KEY = "datasets/breast_cancer/2026-11-30.csv"
@@ -59,3 +66,19 @@ def test_a_glue_failure_notifies_and_starts_no_pipeline(harness: IngestionHarnes
     assert notice["error"] == "States.TaskFailed"
     assert notice["object"]["key"] == KEY
     assert notice["execution"] == execution["executionArn"]
+
+
+def test_a_crawl_already_running_is_waited_for(harness: IngestionHarness) -> None:
+    """The data lake's conditional trigger may start the crawler after the ETL run: the
+    workflow's own StartCrawler then fails with CrawlerRunningException and joins the wait."""
+    glue = boto3.client("glue", region_name=REGION)
+    glue.start_crawler(Name=harness.crawler_name)
+    harness.start(uploaded(KEY))
+    executions = harness.wait_all()
+    (execution,) = executions.values()
+    assert execution["status"] == "SUCCEEDED"
+    assert len(harness.pipeline_executions()) == 1
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    history = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+    failed = [e["taskFailedEventDetails"]["error"] for e in history if e["type"] == "TaskFailed"]
+    assert failed == ["Glue.CrawlerRunningException"]
