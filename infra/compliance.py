@@ -64,17 +64,43 @@ def _check_reason(what: str, reason: Any) -> None:
         raise ValueError(f"{what} needs a specific reason, got {reason!r}")
 
 
-def acknowledge(construct: IConstruct, finding_id: str, reason: str) -> None:
-    """Acknowledge one exact cdk-nag finding on ``construct`` (and its children)."""
+def _acknowledgment(finding_id: str, reason: str) -> cdk.Acknowledgment:
     if not _FINDING_ID.match(finding_id):
         raise ValueError(f"not a cdk-nag finding id: {finding_id!r}")
     _check_reason(f"acknowledgment of {finding_id}", reason)
-    cdk.Validations.of(construct).acknowledge(cdk.Acknowledgment(id=finding_id, reason=reason))
+    return cdk.Acknowledgment(id=finding_id, reason=reason)
+
+
+class _LastValidations:
+    """``Validations.of`` of the construct acknowledged last: acknowledgments come in runs on
+    one construct, and each ``Validations.of`` is a jsii round trip (the object only holds its
+    scope). Holds one construct at a time."""
+
+    construct: IConstruct | None = None
+    validations: cdk.Validations | None = None
+
+    @classmethod
+    def of(cls, construct: IConstruct) -> cdk.Validations:
+        if cls.validations is None or cls.construct is not construct:
+            cls.construct, cls.validations = construct, cdk.Validations.of(construct)
+        return cls.validations
+
+
+def _record(construct: IConstruct, acknowledgments: Sequence[cdk.Acknowledgment]) -> None:
+    # One call for them all: Validations.acknowledge records each rule in order, as one call
+    # per rule would (node metadata "aws:cdk:acknowledged-rules", then the warning acknowledgment).
+    if acknowledgments:
+        _LastValidations.of(construct).acknowledge(*acknowledgments)
+
+
+def acknowledge(construct: IConstruct, finding_id: str, reason: str) -> None:
+    """Acknowledge one exact cdk-nag finding on ``construct`` (and its children)."""
+    _record(construct, [_acknowledgment(finding_id, reason)])
 
 
 def acknowledge_all(construct: IConstruct, finding_ids: Iterable[str], reason: str) -> None:
-    for finding_id in finding_ids:
-        acknowledge(construct, finding_id, reason)
+    # Every id is checked before any is recorded.
+    _record(construct, [_acknowledgment(finding_id, reason) for finding_id in finding_ids])
 
 
 S3_GRANT_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*")
@@ -88,12 +114,10 @@ def acknowledge_grant_actions(
     ``kms:GenerateDataKey*``...). They are CDK's fixed action groups; what they apply to is what
     the caller states in ``applies_to`` (and what its resource findings acknowledge)."""
     actions = (S3_GRANT_ACTIONS if s3 else ()) + (KMS_GRANT_ACTIONS if kms else ())
-    for action in actions:
-        acknowledge(
-            construct,
-            f"AwsSolutions-IAM5[Action::{action}]",
-            f"Action group emitted by CDK's grant_* methods, applied only to {applies_to}.",
-        )
+    reason = f"Action group emitted by CDK's grant_* methods, applied only to {applies_to}."
+    acknowledge_all(
+        construct, [f"AwsSolutions-IAM5[Action::{action}]" for action in actions], reason
+    )
 
 
 def findings(scope: IConstruct) -> list[Finding]:
