@@ -13,6 +13,8 @@ import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from constructs import IConstruct
 
+from infra.compliance import cfn_resource_type
+
 REDUNDANT_DEPENDS_ON = "W3005"
 
 
@@ -45,7 +47,7 @@ def drop_redundant_role_dependencies(scope: IConstruct) -> int:
     for node in scope.node.find_all():
         if not isinstance(node, cdk.CfnResource):
             continue
-        if node.cfn_resource_type != "AWS::Lambda::Function":
+        if cfn_resource_type(node) != "AWS::Lambda::Function":
             continue
         role_id = _role_logical_id(node)
         if role_id is None:

@@ -149,6 +149,23 @@ CHECKOV_ID = re.compile(r"^CKV2?_AWS_[0-9]+$")
 CHECKOV_METADATA = "checkov"
 
 
+_CLASS_RESOURCE_TYPES: dict[type, str] = {}
+
+
+def cfn_resource_type(resource: cdk.CfnResource) -> str:
+    """``resource.cfn_resource_type``, read once per L1 class (an L1 class has one type, its
+    ``CFN_RESOURCE_TYPE_NAME``) and per resource only for plain ``CfnResource`` (custom resources
+    and the like, whose type is per instance). Each read is a jsii round trip."""
+    cls = type(resource)
+    known = _CLASS_RESOURCE_TYPES.get(cls)
+    if known is not None:
+        return known
+    resource_type = resource.cfn_resource_type
+    if cls is not cdk.CfnResource and getattr(cls, "CFN_RESOURCE_TYPE_NAME", None) == resource_type:
+        _CLASS_RESOURCE_TYPES[cls] = resource_type  # a class property: one jsii call per class
+    return resource_type
+
+
 def _cfn_resource(construct: IConstruct) -> cdk.CfnResource:
     if isinstance(construct, cdk.CfnResource):
         return construct
@@ -201,17 +218,24 @@ class CheckovSkips:
         self.skips = tuple(skips)
 
     def visit(self, node: IConstruct) -> None:
-        # The same test as CheckovSkip.applies_to, with one jsii call per resource for its type.
+        # The same test as CheckovSkip.applies_to, and what skip_checkov does for each skip that
+        # applies, with the metadata read and written once per resource.
         if not isinstance(node, cdk.CfnResource):
             return
-        resource_type = node.cfn_resource_type
+        resource_type = cfn_resource_type(node)
         wanted = [skip for skip in self.skips if skip.resource_type == resource_type]
         if not wanted:
             return
         path = node.node.path if any(skip.path is not None for skip in wanted) else ""
-        for skip in wanted:
-            if skip.path is None or re.search(skip.path, path) is not None:
-                skip_checkov(node, skip.check_id, skip.reason)
+        applied = [s for s in wanted if s.path is None or re.search(s.path, path) is not None]
+        if not applied:
+            return
+        existing = node.get_metadata(CHECKOV_METADATA) or {}
+        entries = list(existing.get("skip", []))
+        for skip in applied:
+            entries = [entry for entry in entries if entry.get("id") != skip.check_id]
+            entries.append({"id": skip.check_id, "comment": skip.reason})
+        node.add_metadata(CHECKOV_METADATA, {**existing, "skip": entries})
 
 
 def apply_checkov_skips(scope: IConstruct, skips: Sequence[CheckovSkip]) -> None:
