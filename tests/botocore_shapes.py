@@ -32,7 +32,14 @@ from typing import Any
 
 import botocore.session
 import regex
-from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
+from botocore.model import (
+    ListShape,
+    MapShape,
+    OperationModel,
+    ServiceModel,
+    Shape,
+    StructureShape,
+)
 
 Literal = Callable[[Any, Shape], Any]
 
@@ -50,8 +57,14 @@ def _session() -> botocore.session.Session:
 
 
 @functools.cache
+def service_model(service: str) -> ServiceModel:
+    """botocore's model of a service, loaded once per process (the JSON is large)."""
+    return _session().get_service_model(service)
+
+
+@functools.cache
 def operation_model(service: str, operation: str) -> OperationModel:
-    return _session().get_service_model(service).operation_model(operation)
+    return service_model(service).operation_model(operation)
 
 
 def input_shape(service: str, operation: str) -> StructureShape:
@@ -92,7 +105,7 @@ def validate_shape(
 ) -> list[str]:
     """Problems of ``value`` as an instance of the named shape of ``service``'s model."""
     errors: list[str] = []
-    shape = _session().get_service_model(service).shape_for(shape_name)
+    shape = service_model(service).shape_for(shape_name)
     _Validator(errors, literal).check(value, shape, "")
     return errors
 

@@ -33,7 +33,7 @@ from typing import Any
 import botocore.session
 from botocore.model import Shape
 
-from tests.botocore_shapes import Runtime, validate
+from tests.botocore_shapes import Runtime, service_model, validate
 
 REPO = Path(__file__).resolve().parents[2]
 ASL_VALIDATOR = REPO / "node_modules" / ".bin" / "asl-validator"
@@ -343,7 +343,7 @@ def integration(resource: str) -> Integration | None:
         raise ValueError(f"{resource}: the action must be the camelCase API operation name")
     service = botocore_service(match["svc"], optimised=optimised)
     operation = action[0].upper() + action[1:]
-    model = botocore.session.get_session().get_service_model(service)
+    model = service_model(service)
     if operation not in model.operation_names:
         raise ValueError(f"{resource}: {service} has no operation {operation}")
     return Integration(service, operation, optimised)
@@ -406,7 +406,7 @@ def check_task(state: dict[str, Any]) -> list[str]:
         raise ValueError("JSONata Arguments are not checked: use JSONPath Parameters")
     params = _mark_dynamic(state.get("Parameters", {}))
     if not target.optimised:
-        shape = botocore.session.get_session().get_service_model(target.service)
+        shape = service_model(target.service)
         params = _sdk_member_names(params, shape.operation_model(target.operation).input_shape)
     if target.optimised:
         serialized = _JSON_SERIALIZED.get((target.service, target.operation), set())

@@ -41,7 +41,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-import botocore.session
 import pytest
 from moto.glue import models as glue_models
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -51,6 +50,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
     state_task_service_glue as glue_task,
 )
 
+from tests.botocore_shapes import service_model
 from tests.conftest import resources_of_type
 
 MOTO_ACCOUNT = "123456789012"
@@ -147,7 +147,7 @@ def _sdk_casing(monkeypatch: pytest.MonkeyPatch) -> None:
     def operation(self: Any) -> Any:
         service = self._get_boto_service_name()
         action = self.resource.api_action
-        model = botocore.session.get_session().get_service_model(service)
+        model = service_model(service)
         return model.operation_model(action[:1].upper() + action[1:])
 
     def normalise_parameters(self: Any, parameters: dict[str, Any], *_: Any) -> None:

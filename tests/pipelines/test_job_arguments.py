@@ -25,7 +25,7 @@ from botocore.model import Shape
 
 from pipelines.model_build import contract as c
 from pipelines.model_build import definition as d
-from tests.botocore_shapes import validate
+from tests.botocore_shapes import service_model, validate
 from tests.conftest import EPHEMERAL_STAGE, SHARED_STAGES, resources_of_type
 
 ACCOUNT = "123456789012"
@@ -330,7 +330,5 @@ def test_expressions_are_resolved_with_their_types(variants: dict[str, dict[str,
 
 
 def _enum(shape: str) -> list[str]:
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("sagemaker")
+    model = service_model("sagemaker")
     return list(model.shape_for(shape).enum)

@@ -166,10 +166,13 @@ def test_stop_ends_every_pre_forked_worker(artifact, tmp_path):
         master = server.process.pid
         wait_until(lambda: len(children(master)) == 2, 120, "two gunicorn workers")
         workers = children(master)
-        assert set(group_members(master)) == {master, *workers}
+        # The whole server runs in one process group (a worker gunicorn replaces on a loaded
+        # machine may join it at any time: the group is a superset, never less).
+        members = set(group_members(master))
+        assert {master, *workers} <= members
     finally:
         server.stop()
-    assert not [pid for pid in (master, *workers) if alive(pid)]
+    assert not [pid for pid in (members | {master, *workers}) if alive(pid)]
     assert group_members(master) == []
 
 
