@@ -38,6 +38,7 @@ from deployment.workflow import DeploymentWorkflow, WorkflowIam, WorkflowSetting
 from infra.compliance import acknowledge
 from infra.config import InstanceEndpoint, ServerlessEndpoint
 from infra.naming import EVENT_RULE_MAX, SNS_MAX, SQS_MAX, STATE_MACHINE_MAX, Naming
+from infra.service_roles import role_for_source
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
 DATA_CAPTURE_PREFIX = "data-capture/"
@@ -644,15 +645,11 @@ class ModelDeployment(Construct):
         )
         # EventBridge publishes with a role only this rule (in this account) may assume: no
         # topic or key policy statement for the events principal (confused-deputy safe).
-        publisher = iam.Role(
+        publisher = role_for_source(
             self,
             "ExecutionEndedPublisherRole",
-            assumed_by=iam.ServicePrincipal("events.amazonaws.com").with_conditions(
-                {
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnEquals": {"aws:SourceArn": rule_arns[1]},
-                }
-            ),
+            service="events.amazonaws.com",
+            source_arn=rule_arns[1],
             description=f"{naming.prefix}: EventBridge publishes ended deployments to the topic",
         )
         acknowledge(

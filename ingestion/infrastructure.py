@@ -43,6 +43,7 @@ from constructs import Construct
 from data_lake.infrastructure import CURATED_DATASETS_PREFIX, DEFAULT_DATASET, RAW_DATASETS_PREFIX
 from infra.compliance import acknowledge
 from infra.naming import EVENT_RULE_MAX, STATE_MACHINE_MAX, Naming
+from infra.service_roles import role_for_source
 from pipelines.model_build.contract import PARAM_INPUT_DATA_VERSION
 from pipelines.model_build.definition import PARAM_INPUT_DATA, PARAM_TRIGGER_REASON
 
@@ -370,15 +371,11 @@ class Ingestion(Construct):
                 },
             ),
         )
-        self.event_role = iam.Role(
+        self.event_role = role_for_source(
             self,
             "EventRole",
-            assumed_by=iam.ServicePrincipal("events.amazonaws.com").with_conditions(
-                {
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnEquals": {"aws:SourceArn": rule_arn},
-                }
-            ),
+            service="events.amazonaws.com",
+            source_arn=rule_arn,
             description=f"{naming.prefix}: EventBridge starts the ingestion workflow",
         )
         acknowledge(

@@ -43,6 +43,7 @@ from constructs import Construct, IConstruct
 from infra.compliance import acknowledge, skip_checkov
 from infra.config import RetrainingConfig
 from infra.naming import EVENT_RULE_MAX, STATE_MACHINE_MAX, Naming
+from infra.service_roles import role_for_source
 from monitoring.drift.metrics import (
     DEFAULT_NAMESPACE,
     ENDPOINT_DIMENSION,
@@ -387,15 +388,11 @@ class Retraining(Construct):
                 detail={"state": {"value": ["ALARM"]}},
             ),
         )
-        rule_role = iam.Role(
+        rule_role = role_for_source(
             self,
             "AlarmRuleRole",
-            assumed_by=iam.ServicePrincipal("events.amazonaws.com").with_conditions(
-                {
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnEquals": {"aws:SourceArn": rule_arn},
-                }
-            ),
+            service="events.amazonaws.com",
+            source_arn=rule_arn,
             description=f"{naming.prefix}: EventBridge starts the retraining workflow on alarms",
         )
         self.rule.add_target(
@@ -436,15 +433,11 @@ class Retraining(Construct):
                 resource="schedule",
                 resource_name=f"default/{schedule_name}",
             )
-            schedule_role = iam.Role(
+            schedule_role = role_for_source(
                 self,
                 "ScheduleRole",
-                assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com").with_conditions(
-                    {
-                        "StringEquals": {"aws:SourceAccount": stack.account},
-                        "ArnEquals": {"aws:SourceArn": schedule_arn},
-                    }
-                ),
+                service="scheduler.amazonaws.com",
+                source_arn=schedule_arn,
                 description=f"{naming.prefix}: EventBridge Scheduler starts scheduled retraining",
             )
             self.state_machine.grant_start_execution(schedule_role)

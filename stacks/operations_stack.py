@@ -16,7 +16,6 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -26,6 +25,7 @@ from constructs import Construct
 from infra.compliance import acknowledge, skip_checkov
 from infra.config import StageConfig
 from infra.naming import EVENT_RULE_MAX, SNS_MAX, SQS_MAX, Naming
+from infra.service_roles import role_for_source
 from ingestion.infrastructure import CURATED_PREFIX, Ingestion
 from retraining.infrastructure import Retraining
 
@@ -85,15 +85,11 @@ class PipelineStatusNotifications(Construct):
                 },
             ),
         )
-        self.publisher_role = iam.Role(
+        self.publisher_role = role_for_source(
             self,
             "PublisherRole",
-            assumed_by=iam.ServicePrincipal("events.amazonaws.com").with_conditions(
-                {
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnEquals": {"aws:SourceArn": rule_arn},
-                }
-            ),
+            service="events.amazonaws.com",
+            source_arn=rule_arn,
             description=f"{naming.prefix}: EventBridge publishes pipeline failures to the topic",
         )
         acknowledge(
