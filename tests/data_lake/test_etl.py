@@ -1,6 +1,7 @@
 """The Glue job's transform, run locally on a small CSV with the very same module Glue runs.
 
-Needs pyspark (and Java); the pure-Python helpers are tested in test_etl_helpers.py everywhere."""
+Needs pyspark (pinned in requirements-dev.txt, so on every clone and in CI: a missing pyspark fails
+here, it never skips) and Java; the pure-Python helpers are also tested in test_etl_helpers.py."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
-pyspark = pytest.importorskip("pyspark")
-from pyspark.sql import SparkSession  # noqa: E402
-
-from data_lake.etl.raw_to_curated import PARTITION_COLUMN, transform  # noqa: E402
+from data_lake.etl.raw_to_curated import PARTITION_COLUMN, transform
 
 RAW_CSV = """Mean Radius,meanTexture,Diagnosis Label,target
 17.99,10.38,M,0
