@@ -124,3 +124,37 @@ def resources_of_type(template: dict[str, Any], type_: str) -> dict[str, dict[st
 
 def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+MOTO_REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and one region for moto (never real AWS), Powertools tracing off."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": MOTO_REGION,
+        "AWS_REGION": MOTO_REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "tests",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def moto_aws(aws_env: None) -> Iterator[None]:
+    """moto with real execution of state machines. The boto3 default session is kept between
+    tests (same fake credentials) so botocore parses each service model once per session."""
+    from moto import mock_aws
+
+    with mock_aws(
+        config={
+            "stepfunctions": {"execute_state_machine": True},
+            "core": {"reset_boto3_session": False},
+        }
+    ):
+        yield
