@@ -102,7 +102,6 @@ class Retention:
 class Features:
     spot_training: bool
     hyperparameter_tuning: bool
-    drift_monitoring: bool
 
 
 @dataclass(frozen=True)
@@ -148,6 +147,33 @@ class IngestionConfig:
 #: Upper bound of ``ingestion.quiet_period_seconds`` (one hour).
 MAX_QUIET_PERIOD_SECONDS = 3600
 
+#: ``monitoring.backend`` values: SageMaker Model Monitor (closed to new AWS customers; existing
+#: ones keep it), the repo's own Evidently drift job (``monitoring/``), or nothing.
+MONITORING_BACKENDS = ("model_monitor", "drift_job", "off")
+#: Upper bound of ``monitoring.window_hours`` for the drift job (one week of captured data);
+#: Model Monitor analyses at most 24 hours (ScheduleConfig DataAnalysisStartTime/EndTime).
+MAX_DRIFT_WINDOW_HOURS = 168
+MAX_MODEL_MONITOR_WINDOW_HOURS = 24
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Which backend watches the endpoint's captured data, and when (README "Monitoring")."""
+
+    #: One of :data:`MONITORING_BACKENDS`.
+    backend: str = "drift_job"
+    #: EventBridge Scheduler ``cron(...)``/``rate(...)`` expression (UTC) for the drift job; for
+    #: ``model_monitor`` one of the cron forms Model Monitor's ScheduleConfig accepts.
+    schedule: str = "cron(0 2 ? * * *)"
+    #: Each run compares the captured requests of the last ``window_hours`` hours.
+    window_hours: int = 24
+    #: ``s3://`` prefix of ground-truth labels (model_monitor's model-quality job); None: none.
+    ground_truth_s3_uri: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.backend != "off"
+
 
 @dataclass(frozen=True)
 class EnvironmentConfig:
@@ -162,6 +188,7 @@ class EnvironmentConfig:
     vpc: VpcConfig | None
     retraining: RetrainingConfig = field(default_factory=lambda: DEFAULT_RETRAINING)
     ingestion: IngestionConfig = field(default_factory=IngestionConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     @property
     def placeholder_account(self) -> bool:
@@ -410,6 +437,7 @@ def _parse_environment(
             "vpc",
             "retraining",
             "ingestion",
+            "monitoring",
         ),
     )
     account = str(
@@ -472,11 +500,17 @@ def _parse_environment(
             "S3 moves objects to STANDARD_IA after at least 30 days",
         )
 
-    ft = env.section("features", ("spot_training", "hyperparameter_tuning", "drift_monitoring"), {})
+    raw_features = env.get("features", {})
+    if isinstance(raw_features, Mapping) and "drift_monitoring" in raw_features:
+        raise ConfigError(
+            env.key("features.drift_monitoring"),
+            raw_features["drift_monitoring"],
+            "replaced by monitoring.backend (allowed: " + ", ".join(MONITORING_BACKENDS) + ")",
+        )
+    ft = env.section("features", ("spot_training", "hyperparameter_tuning"), {})
     features = Features(
         spot_training=ft.boolean("spot_training", False),
         hyperparameter_tuning=ft.boolean("hyperparameter_tuning", False),
-        drift_monitoring=ft.boolean("drift_monitoring", True),
     )
 
     threshold = env.check(
@@ -518,6 +552,53 @@ def _parse_environment(
         vpc=vpc,
         retraining=_parse_retraining(env.section("retraining", _RETRAINING_KEYS, {})),
         ingestion=_parse_ingestion(env.section("ingestion", _INGESTION_KEYS, {}), name),
+        monitoring=_parse_monitoring(env.section("monitoring", _MONITORING_KEYS, {})),
+    )
+
+
+_MONITORING_KEYS = ("backend", "schedule", "window_hours", "ground_truth_s3_uri")
+#: The only schedules Model Monitor's ScheduleConfig takes (besides NOW): hourly
+#: ``cron(0 * ? * * *)``, daily ``cron(0 H ? * * *)``, every N hours ``cron(0 H/N ? * * *)``.
+_MODEL_MONITOR_CRON = re.compile(
+    r"^cron\(0 (?:\*|(?:[01]?[0-9]|2[0-3])(?:/(?:[1-9]|1[0-9]|2[0-4]))?) \? \* \* \*\)$"
+)
+_S3_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](?:/[^\s]*)?$")
+
+
+def _parse_monitoring(section: _Section) -> MonitoringConfig:
+    default = MonitoringConfig()
+    backend = str(
+        section.check(
+            "backend",
+            lambda v: v in MONITORING_BACKENDS,
+            "allowed: " + ", ".join(MONITORING_BACKENDS),
+            default.backend,
+        )
+    )
+    schedule = section.get("schedule", default.schedule)
+    problem = schedule_expression_problem(schedule)
+    if problem:
+        raise ConfigError(section.key("schedule"), schedule, problem)
+    if backend == "model_monitor" and not _MODEL_MONITOR_CRON.match(schedule):
+        raise ConfigError(
+            section.key("schedule"),
+            schedule,
+            "Model Monitor accepts only cron(0 * ? * * *), cron(0 H ? * * *) or "
+            "cron(0 H/N ? * * *) (H 0-23, N 1-24)",
+        )
+    limit = MAX_MODEL_MONITOR_WINDOW_HOURS if backend == "model_monitor" else MAX_DRIFT_WINDOW_HOURS
+    window_hours = section.positive_int("window_hours", default.window_hours, maximum=limit)
+    ground_truth = section.check(
+        "ground_truth_s3_uri",
+        lambda v: v is None or (isinstance(v, str) and _S3_URI.match(v) is not None),
+        "expected an s3://bucket/prefix URI, or null",
+        None,
+    )
+    return MonitoringConfig(
+        backend=backend,
+        schedule=str(schedule),
+        window_hours=window_hours,
+        ground_truth_s3_uri=None if ground_truth is None else str(ground_truth),
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 from infra.config import (
     ConfigError,
     InstanceEndpoint,
+    MonitoringConfig,
     ServerlessEndpoint,
     StageKind,
     load_config,
@@ -91,6 +92,24 @@ BAD_VALUES = [
     ("environments.dev.tags", {"aws:owner": "x"}, "not aws:"),
     ("environments.dev.vpc", {"vpc_id": "vpc-123"}, "VPC id"),
     ("environments.dev.vpc", {"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": []}, "non-empty"),
+    # monitoring: the backend, its schedule and window, the ground-truth location
+    ("environments.dev.monitoring.backend", "evidently", "allowed: model_monitor, drift_job, off"),
+    ("environments.dev.monitoring.backend", None, "allowed: model_monitor, drift_job, off"),
+    ("environments.dev.monitoring.backend", True, "allowed: model_monitor, drift_job, off"),
+    ("environments.dev.monitoring.schedule", "daily", "expected cron("),
+    ("environments.dev.monitoring.schedule", None, "expected a string"),
+    ("environments.dev.monitoring.schedule", "cron(0 2 * * * *)", "exactly one of day-of-month"),
+    ("environments.dev.monitoring.schedule", "rate(1 hours)", "singular unit"),
+    ("environments.dev.monitoring.window_hours", 0, "positive whole number up to 168"),
+    ("environments.dev.monitoring.window_hours", 169, "positive whole number up to 168"),
+    ("environments.dev.monitoring.window_hours", 2.5, "positive whole number"),
+    ("environments.dev.monitoring.ground_truth_s3_uri", "bucket/labels", "s3://bucket/prefix"),
+    ("environments.dev.monitoring.ground_truth_s3_uri", "s3://", "s3://bucket/prefix"),
+    ("environments.dev.monitoring.ground_truth_s3_uri", "s3://Bad_Bucket/x", "s3://bucket/prefix"),
+    ("environments.dev.monitoring.windows_hours", 2, "did you mean 'window_hours'"),
+    # the old flag is gone: a config still carrying it is told what replaces it
+    ("environments.dev.features.drift_monitoring", True, "replaced by monitoring.backend"),
+    ("environments.prod.features.drift_monitoring", False, "allowed: model_monitor, drift_job"),
 ]
 
 
@@ -200,3 +219,91 @@ def test_app_rejects_a_bad_branch_in_one_line(cdk_context: dict[str, Any], tmp_p
     assert result.returncode == 2
     assert "config error: branch = '%%%'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_shipped_monitoring_section_is_typed(mlops_config: dict[str, Any]) -> None:
+    environments = load_config(mlops_config).environments
+    for env in environments.values():
+        assert env.monitoring == MonitoringConfig(
+            backend="drift_job",
+            schedule="cron(0 2 ? * * *)",
+            window_hours=24,
+            ground_truth_s3_uri=None,
+        )
+        assert env.monitoring.enabled
+        assert not hasattr(env.features, "drift_monitoring")
+
+
+def test_absent_monitoring_section_defaults_to_the_drift_job(mlops_config: dict[str, Any]) -> None:
+    del mlops_config["environments"]["staging"]["monitoring"]
+    monitoring = load_config(mlops_config).environments["staging"].monitoring
+    assert monitoring == MonitoringConfig()
+    assert (monitoring.backend, monitoring.schedule, monitoring.window_hours) == (
+        "drift_job",
+        "cron(0 2 ? * * *)",
+        24,
+    )
+
+
+def test_off_disables_monitoring_and_ground_truth_is_typed(mlops_config: dict[str, Any]) -> None:
+    mlops_config["environments"]["dev"]["monitoring"] = {"backend": "off"}
+    mlops_config["environments"]["prod"]["monitoring"] = {
+        "backend": "model_monitor",
+        "schedule": "cron(0 0/6 ? * * *)",
+        "window_hours": 6,
+        "ground_truth_s3_uri": "s3://my-labels-bucket/ground-truth/",
+    }
+    environments = load_config(mlops_config).environments
+    assert environments["dev"].monitoring.backend == "off"
+    assert not environments["dev"].monitoring.enabled
+    prod = environments["prod"].monitoring
+    assert prod.ground_truth_s3_uri == "s3://my-labels-bucket/ground-truth/"
+    assert (prod.backend, prod.window_hours) == ("model_monitor", 6)
+
+
+@pytest.mark.parametrize(
+    "schedule", ["cron(0 * ? * * *)", "cron(0 12 ? * * *)", "cron(0 17/12 ? * * *)"]
+)
+def test_model_monitor_takes_its_documented_cron_forms(
+    mlops_config: dict[str, Any], schedule: str
+) -> None:
+    mlops_config["environments"]["staging"]["monitoring"] = {
+        "backend": "model_monitor",
+        "schedule": schedule,
+    }
+    assert load_config(mlops_config).environments["staging"].monitoring.schedule == schedule
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "expected"),
+    [
+        # valid for EventBridge Scheduler, not for Model Monitor's ScheduleConfig
+        ({"schedule": "rate(6 hours)"}, "Model Monitor accepts only cron(0 * ? * * *)"),
+        ({"schedule": "cron(30 2 ? * * *)"}, "Model Monitor accepts only"),
+        ({"schedule": "cron(0 2 ? * MON *)"}, "Model Monitor accepts only"),
+        ({"schedule": "cron(0 0/25 ? * * *)"}, "not valid"),
+        # Model Monitor analyses at most 24 hours per run
+        ({"window_hours": 48}, "positive whole number up to 24"),
+    ],
+)
+def test_model_monitor_rejects_what_its_api_refuses(
+    mlops_config: dict[str, Any], monitoring: dict[str, Any], expected: str
+) -> None:
+    mlops_config["environments"]["staging"]["monitoring"] = {
+        "backend": "model_monitor",
+        **monitoring,
+    }
+    with pytest.raises(ConfigError) as raised:
+        load_config(mlops_config)
+    message = str(raised.value)
+    assert "\n" not in message and expected in message
+    assert raised.value.key.startswith("mlops.environments.staging.monitoring.")
+
+
+def test_drift_job_takes_any_scheduler_expression(mlops_config: dict[str, Any]) -> None:
+    mlops_config["environments"]["dev"]["monitoring"] = {
+        "schedule": "rate(6 hours)",
+        "window_hours": 168,
+    }
+    monitoring = load_config(mlops_config).environments["dev"].monitoring
+    assert (monitoring.schedule, monitoring.window_hours) == ("rate(6 hours)", 168)
