@@ -7,7 +7,7 @@ construction. Plain data only: no SageMaker (or any third-party) import.
 Data flow (``StepOutputRef`` says which step output feeds which input)::
 
     raw CSV(s) --> Preprocess --train/validation/test/transform-->
-        DataQualityBaseline (train)      -> statistics.json, constraints.json
+        DataQualityBaseline (train)      -> statistics.json, constraints.json, reference.csv
         Train (train, validation, transform channels) -> model.tar.gz
         Evaluate (model.tar.gz, test)    -> evaluation.json
     CheckAucThreshold: evaluation.json[binary_classification_metrics.auc.value] >= threshold
@@ -59,6 +59,8 @@ MODEL_ARTIFACT = "model.tar.gz"  # what SageMaker makes of /opt/ml/model
 MODEL_CODE_SUBDIR = "code"  # train.py copies the serving code to <model_dir>/code/
 STATISTICS_FILE = "statistics.json"
 CONSTRAINTS_FILE = "constraints.json"
+#: The drift job's reference sample, next to statistics.json (== monitoring.drift.baseline's).
+REFERENCE_FILE = "reference.csv"
 EVALUATION_FILE = "evaluation.json"
 
 #: Serving environment for the model (the artifact carries its code in ``code/``).
@@ -389,12 +391,16 @@ PREPROCESS = ProcessingStepSpec(
 # ---- DataQualityBaseline -----------------------------------------------------------------
 
 BASELINE_BUCKETS = 10
+#: reference.csv holds at most this many training rows (a seeded sample of a larger split): up to
+#: 1000 reference rows Evidently tests numerical drift with Kolmogorov-Smirnov (see baseline.py).
+REFERENCE_ROWS = 1000
+REFERENCE_SEED = 42
 
 _BASE_IN = ProcessingInputSpec(
     "train", _io("input", "train"), StepOutputRef(PREPROCESS_STEP, "train")
 )
 _BASE_OUT = ProcessingOutputSpec(
-    "baseline", _io("output", "baseline"), (STATISTICS_FILE, CONSTRAINTS_FILE)
+    "baseline", _io("output", "baseline"), (STATISTICS_FILE, CONSTRAINTS_FILE, REFERENCE_FILE)
 )
 
 DATA_QUALITY_BASELINE = ProcessingStepSpec(
@@ -403,11 +409,17 @@ DATA_QUALITY_BASELINE = ProcessingStepSpec(
     script=f"{SCRIPTS_DIR}/baseline.py",
     inputs=(_BASE_IN,),
     outputs=(_BASE_OUT,),
-    arguments=_argv(
-        ("--input", _BASE_IN.container_path),
-        ("--output-dir", _BASE_OUT.container_path),
-        ("--buckets", str(BASELINE_BUCKETS)),
-        ("--failure-file", PROCESSING_FAILURE_FILE),
+    arguments=(
+        *_argv(
+            ("--input", _BASE_IN.container_path),
+            ("--output-dir", _BASE_OUT.container_path),
+            ("--buckets", str(BASELINE_BUCKETS)),
+            ("--reference-rows", str(REFERENCE_ROWS)),
+            ("--seed", str(REFERENCE_SEED)),
+            ("--failure-file", PROCESSING_FAILURE_FILE),
+        ),
+        "--features",  # one argument each, like Preprocess's --columns
+        *FEATURES,
     ),
 )
 

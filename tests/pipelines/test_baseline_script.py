@@ -14,10 +14,14 @@ from mb_helpers import synthetic_frame, write_csv
 
 
 def run_baseline(
-    baseline: ModuleType, source: Path, out: Path
+    baseline: ModuleType,
+    source: Path,
+    out: Path,
+    *extra: str,
+    features: tuple[str, ...] = ("a", "b", "c"),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     args = ["--input", str(source), "--output-dir", str(out), "--failure-file", str(out / "msg")]
-    assert baseline.main(args) == 0
+    assert baseline.main([*args, *extra, "--features", *features]) == 0
     return (
         json.loads((out / "statistics.json").read_text()),
         json.loads((out / "constraints.json").read_text()),
@@ -95,13 +99,15 @@ def test_baseline_is_deterministic(
     source, _ = train_split
     run_baseline(baseline, source, tmp_path / "one")
     run_baseline(baseline, source, tmp_path / "two")
-    for name in ("statistics.json", "constraints.json"):
+    for name in ("statistics.json", "constraints.json", "reference.csv"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
 def test_constant_feature_gets_a_single_bucket(baseline: ModuleType, tmp_path: Path) -> None:
     frame = pd.DataFrame({"target": [0, 1] * 10, "k": [3.5] * 20})
-    statistics, _ = run_baseline(baseline, write_csv(tmp_path / "t.csv", frame), tmp_path / "out")
+    statistics, _ = run_baseline(
+        baseline, write_csv(tmp_path / "t.csv", frame), tmp_path / "out", features=("k",)
+    )
     num = statistics["features"][0]["numerical_statistics"]
     assert num["distribution"]["kll"]["buckets"] == [
         {"lower_bound": 3.5, "upper_bound": 3.5, "count": 20.0}
@@ -127,8 +133,80 @@ def test_bad_input_is_reported_in_one_line(
 ) -> None:
     source = tmp_path / "train.csv"
     source.write_text(content)
-    args = ["--input", str(source), "--output-dir", str(tmp_path / "out")]
+    args = ["--input", str(source), "--output-dir", str(tmp_path / "out"), "--features", "a", "b"]
     assert baseline.main([*args, "--failure-file", str(tmp_path / "msg")]) == 1
     err = capsys.readouterr().err
     assert err == f"ERROR: {source}: {expected}\n"
     assert (tmp_path / "msg").read_text() == f"{source}: {expected}\n"
+
+
+# ---- reference.csv: the drift job's reference sample -------------------------------------------
+
+
+def test_reference_holds_the_raw_features_in_features_order(
+    baseline: ModuleType, train_split: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    source, frame = train_split
+    out = tmp_path / "out"
+    statistics, _ = run_baseline(baseline, source, out, features=("c", "a", "b"))
+    lines = (out / "reference.csv").read_text().splitlines()
+    assert lines[0] == "c,a,b"  # the --features order, not the file's; no target
+    assert [f["name"] for f in statistics["features"]] == ["c", "a", "b"]
+    reference = pd.read_csv(out / "reference.csv")
+    assert len(reference) == 200  # the whole split: below the cap
+    # Values exactly as read (a missing value stays missing), rows in split order.
+    pd.testing.assert_frame_equal(reference, frame[["c", "a", "b"]].reset_index(drop=True))
+    assert lines[1].split(",")[2] == ""  # row 1 of b is missing: an empty field
+
+
+def test_reference_is_a_seeded_sample_capped_at_reference_rows(
+    baseline: ModuleType, train_split: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    source, frame = train_split
+    run_baseline(baseline, source, tmp_path / "one", "--reference-rows", "50")
+    run_baseline(baseline, source, tmp_path / "two", "--reference-rows", "50")
+    run_baseline(baseline, source, tmp_path / "other", "--reference-rows", "50", "--seed", "7")
+    one = (tmp_path / "one" / "reference.csv").read_bytes()
+    assert one == (tmp_path / "two" / "reference.csv").read_bytes()
+    assert one != (tmp_path / "other" / "reference.csv").read_bytes()
+    sample = pd.read_csv(tmp_path / "one" / "reference.csv")
+    assert len(sample) == 50
+    # Each sampled row is a training row, each at most once, in the split's order.
+    keyed = frame[["a", "b", "c"]].reset_index()
+    matched = sample.merge(keyed, on=["a", "c"], how="left")
+    assert matched["index"].notna().all() and matched["index"].is_unique
+    assert matched["index"].is_monotonic_increasing
+    expected = np.sort(np.random.RandomState(42).choice(200, size=50, replace=False))
+    assert matched["index"].tolist() == expected.tolist()
+    # statistics.json still describes the whole split, not the sample.
+    statistics = json.loads((tmp_path / "one" / "statistics.json").read_text())
+    assert statistics["dataset"] == {"item_count": 200}
+
+
+@pytest.mark.parametrize(
+    ("features", "extra", "expected"),
+    [
+        (("a", "b"), (), "column(s) c are not in --features"),
+        (("a", "b", "c", "d"), (), "missing feature column(s) d"),
+        (("a", "a", "b", "c"), (), "--features lists a more than once"),
+        (("a", "b", "c", "target"), (), "--features may not name the target column 'target'"),
+        (("a", "b", "c"), ("--reference-rows", "0"), "--reference-rows must be at least 1, got 0"),
+    ],
+)
+def test_feature_list_and_sample_size_are_checked(
+    baseline: ModuleType,
+    train_split: tuple[Path, pd.DataFrame],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    features: tuple[str, ...],
+    extra: tuple[str, ...],
+    expected: str,
+) -> None:
+    source, _ = train_split
+    out = tmp_path / "out"
+    args = ["--input", str(source), "--output-dir", str(out), "--failure-file", str(tmp_path / "m")]
+    assert baseline.main([*args, *extra, "--features", *features]) == 1
+    message = (tmp_path / "m").read_text().strip()
+    assert message.endswith(expected)
+    assert capsys.readouterr().err == f"ERROR: {message}\n"
+    assert not (out / "reference.csv").exists()

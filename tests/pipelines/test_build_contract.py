@@ -51,6 +51,7 @@ def test_scripts_accept_contract_arguments_and_default_to_them(
     given = {p.parameter: p for p in spec.arguments if isinstance(p, c.ParameterValue)}
     expected_required = {
         c.PREPROCESS_STEP: {"data_version", "columns"},
+        c.BASELINE_STEP: {"features"},
         c.EVALUATE_STEP: {"auc_threshold"},
     }.get(spec.name, set())
     assert set(required) == expected_required
@@ -58,6 +59,8 @@ def test_scripts_accept_contract_arguments_and_default_to_them(
         from_contract.pop(dest)
     if "columns" in required:
         assert spec.arguments[-len(c.INPUT_COLUMNS) - 1 :] == ("--columns", *c.INPUT_COLUMNS)
+    if "features" in required:
+        assert spec.arguments[-len(c.FEATURES) - 1 :] == ("--features", *c.FEATURES)
     # A parameter's value reaches the script whole, even one starting with "-".
     for name, value in runtime.items():
         if name in given:

@@ -602,7 +602,7 @@ def test_registration(built: Built) -> None:
     assert args["DriftCheckBaselines"] == {
         "ModelDataQuality": {"Statistics": statistics, "Constraints": constraints}
     }
-    assert {c.STATISTICS_FILE, c.CONSTRAINTS_FILE} == set(baseline.files)
+    assert {c.STATISTICS_FILE, c.CONSTRAINTS_FILE, c.REFERENCE_FILE} == set(baseline.files)
 
 
 # ---- determinism, no network, tokens ------------------------------------------------------------

@@ -1,7 +1,8 @@
 """DataQualityBaseline step (SageMaker Processing, scikit-learn image).
 
-Reads the RAW train split (``target`` + features) and writes drift baselines for the features
-(the target is not part of the endpoint's input, so it is left out):
+Reads the RAW train split (``target`` + ``--features``) and writes drift baselines for the
+features, in ``--features`` order (the contract's ``FEATURES``; the target is not part of the
+endpoint's input, so it is left out):
 
 * ``statistics.json``: shaped like SageMaker Model Monitor's data-quality ``statistics.json``
   (``dataset.item_count``; per feature ``numerical_statistics`` with ``common.num_present/
@@ -19,6 +20,20 @@ Reads the RAW train split (``target`` + features) and writes drift baselines for
 * ``constraints.json``: shaped like Model Monitor's ``constraints.json``: per feature ``name``,
   ``inferred_type`` (``Integral`` | ``Fractional``), ``completeness`` and
   ``num_constraints.is_non_negative``, plus a ``monitoring_config``.
+
+* ``reference.csv``: the reference sample the drift job compares captured requests with
+  (``monitoring/drift``, which finds it next to the model package's drift-check
+  ``statistics.json``): a header of the feature names, then the train split's raw feature values,
+  one row per training row, in ``--features`` order, values exactly as read (a missing value is
+  an empty field). At most ``--reference-rows`` rows (default 1000): a larger split is sampled
+  without replacement by ``numpy.random.RandomState(--seed)`` (a generator whose stream numpy
+  keeps fixed across releases), rows kept in their split order. 1000 because Evidently tests a
+  numerical feature with the two-sample Kolmogorov-Smirnov test up to 1000 reference rows (a
+  p-value, drift when below 0.05) and switches to the normed Wasserstein distance above; the cap
+  keeps the test, and the file small, whatever the training data's size.
+
+The input's columns must be exactly ``target`` and ``--features`` (any order): a missing or an
+unexpected column is an error, so the baseline always describes the model's inputs.
 
 Deterministic: same input, byte-identical files. Standalone (stdlib, numpy, pandas; Python 3.8,
 pandas 1.x). Failures: one line on stderr and in ``--failure-file``.
@@ -39,6 +54,9 @@ import pandas as pd
 TARGET = "target"
 STATISTICS_FILE = "statistics.json"
 CONSTRAINTS_FILE = "constraints.json"
+REFERENCE_FILE = "reference.csv"  # == contract.REFERENCE_FILE == monitoring.drift.baseline's
+REFERENCE_ROWS = 1000
+REFERENCE_SEED = 42
 QUANTILE_PROBABILITIES = [i / 100 for i in range(101)]
 PSI_BINS = 10
 
@@ -75,6 +93,31 @@ def read_split(input_path: Path) -> tuple[pd.DataFrame, str]:
         if not pd.api.types.is_numeric_dtype(data[name]):
             raise StepError(f"{where}: column {name!r} is not numeric")
     return data, where
+
+
+def select_features(data: pd.DataFrame, features: list[str], where: str) -> pd.DataFrame:
+    """``target`` then ``features``; a missing column, or any other one, is an error."""
+    duplicated = sorted({f for f in features if features.count(f) > 1})
+    if duplicated:
+        raise StepError(f"--features lists {', '.join(duplicated)} more than once")
+    if TARGET in features:
+        raise StepError(f"--features may not name the target column {TARGET!r}")
+    missing = [f for f in features if f not in data.columns]
+    if missing:
+        raise StepError(f"{where}: missing feature column(s) {', '.join(missing)}")
+    unexpected = [str(c) for c in data.columns if c != TARGET and c not in features]
+    if unexpected:
+        raise StepError(f"{where}: column(s) {', '.join(unexpected)} are not in --features")
+    return data[[TARGET, *features]]
+
+
+def reference_sample(data: pd.DataFrame, features: list[str], rows: int, seed: int) -> pd.DataFrame:
+    """At most ``rows`` rows of the features: all of them, or a seeded sample in split order."""
+    if len(data) <= rows:
+        chosen = np.arange(len(data))
+    else:
+        chosen = np.sort(np.random.RandomState(seed).choice(len(data), size=rows, replace=False))
+    return data[features].iloc[chosen]
 
 
 def _number(value: float) -> float | None:
@@ -191,20 +234,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", type=Path, default=Path("/opt/ml/processing/output/baseline")
     )
     parser.add_argument("--buckets", type=int, default=10)
+    parser.add_argument("--reference-rows", type=int, default=REFERENCE_ROWS)
+    parser.add_argument("--seed", type=int, default=REFERENCE_SEED)
     parser.add_argument("--failure-file", type=Path, default=Path("/opt/ml/output/message"))
+    # One argument per name (a container argument holds at most 256 characters).
+    parser.add_argument("--features", nargs="+", required=True, metavar="NAME")
     return parser
 
 
 def run(args: argparse.Namespace) -> None:
     if args.buckets < 1:
         raise StepError(f"--buckets must be at least 1, got {args.buckets}")
+    if args.reference_rows < 1:
+        raise StepError(f"--reference-rows must be at least 1, got {args.reference_rows}")
+    features = list(args.features)
     data, where = read_split(args.input)
+    data = select_features(data, features, where)
     statistics, constraints = build_baseline(data, args.buckets)
+    reference = reference_sample(data, features, args.reference_rows, args.seed)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_json(args.output_dir / STATISTICS_FILE, statistics)
     write_json(args.output_dir / CONSTRAINTS_FILE, constraints)
+    reference.to_csv(args.output_dir / REFERENCE_FILE, index=False)  # "\n" on Linux
     n_features = len(statistics["features"])
-    print(f"{where}: baseline of {n_features} features over {len(data)} rows")
+    print(
+        f"{where}: baseline of {n_features} features over {len(data)} rows, "
+        f"reference sample of {len(reference)} rows"
+    )
 
 
 def _report_failure(message: str, failure_file: Path | None) -> None:
