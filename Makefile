@@ -16,11 +16,14 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAGEMAKER_VALIDATE_ROLE := false
 
 BRANCH ?=
+# YES=1: no prompts (the branch workflows): cdk deploy --require-approval never, teardown
+# --yes, cdk destroy --force.
+YES ?=
 CDK_CONTEXT := $(if $(BRANCH),-c branch=$(BRANCH),)
 ENV ?= dev
 STAGE = $(shell $(PY) -m infra.stage_name --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',))
 
-.PHONY: help install container-venv synth test lint check-templates format typecheck bench pipeline-local drift-local loadtest deploy diff destroy clean
+.PHONY: help install container-venv synth test lint lint-workflows check-templates format typecheck bench pipeline-local drift-local loadtest deploy diff destroy clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +62,12 @@ lint: install ## ruff, format check, mypy, then check-templates
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas serving monitoring retraining ingestion
 	$(MAKE) check-templates
+	$(MAKE) lint-workflows
+
+lint-workflows: install ## zizmor (offline) and check-jsonschema over .github/workflows
+	$(TOOLS_VENV)/bin/zizmor --offline --quiet .github/workflows
+	$(TOOLS_VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows \
+		.github/workflows/*.yml
 
 check-templates: install ## cfn-lint, checkov, asl-validator + botocore over cdk.out (synth if missing)
 	test -d cdk.out || $(MAKE) synth
@@ -85,14 +94,14 @@ loadtest: install ## local SageMaker-contract server under locust: p50/p95/p99 a
 	$(PY) -m serving.loadtest
 
 deploy: install ## deploy one stage: BRANCH=feat/x, or ENV=dev|staging|prod on the default branch
-	cdk deploy $(CDK_CONTEXT) '$(STAGE)/*'
+	cdk deploy $(CDK_CONTEXT) $(if $(YES),--require-approval never,) '$(STAGE)/*'
 
 diff: install ## diff one stage against what is deployed
 	cdk diff $(CDK_CONTEXT) '$(STAGE)/*'
 
 destroy: install ## tear down one branch stage (endpoint, models, stacks): make destroy BRANCH=feat/x
-	$(PY) -m infra.teardown $(if $(BRANCH),--branch '$(BRANCH)',)
-	cdk destroy $(CDK_CONTEXT) '$(STAGE)/*'
+	$(PY) -m infra.teardown $(if $(BRANCH),--branch '$(BRANCH)',) $(if $(YES),--yes,)
+	cdk destroy $(CDK_CONTEXT) $(if $(YES),--force,) '$(STAGE)/*'
 
 clean: ## remove build outputs (keeps the venv and node_modules)
 	rm -rf cdk.out cdk.out.new .work .pytest_cache .mypy_cache .ruff_cache
