@@ -125,6 +125,24 @@ TUNING_RANGES: dict[str, tuple[str, float, float]] = {
     "min_child_weight": ("Continuous", 1.0, 10.0),
 }
 
+# ---- Monitoring backend (README "Monitoring") ------------------------------------------------
+
+#: ``monitoring.backend`` values. Only ``model_monitor`` shapes the definition: there the
+#: DataQualityBaseline step is the SDK's ``QualityCheckStep`` (the Model Monitor analyzer's
+#: statistics and constraints, the format monitoring schedules read); elsewhere it is the
+#: repository's own baseline script (what the drift job reads). ``drift_job`` and ``off``
+#: render the same bytes.
+MONITORING_BACKENDS = ("model_monitor", "drift_job", "off")
+MODEL_MONITOR = "model_monitor"
+#: Preprocess's extra output for Model Monitor: the train split without ``target`` (the
+#: endpoint's input columns, in order, with a header) == scripts/preprocess.py FEATURES_FILE.
+BASELINE_FEATURES_OUTPUT = "train_features"
+BASELINE_FEATURES_FILE = "train_features.csv"
+BASELINE_FEATURES_DIR = f"{c.PROCESSING_ROOT}/output/{BASELINE_FEATURES_OUTPUT}"
+#: The QualityCheckStep's output name (its files: Model Monitor's statistics.json and
+#: constraints.json).
+MODEL_MONITOR_BASELINE_OUTPUT = "baseline"
+
 # ---- Registration (the model package's inference specification) ---------------------------
 
 INFERENCE_CONTENT_TYPES = ("text/csv", "application/json")
@@ -173,6 +191,10 @@ DISPLAY: dict[str, tuple[str, str]] = {
         "Fails the execution: the model did not reach the AUC threshold.",
     ),
 }
+MODEL_MONITOR_BASELINE_DISPLAY = (
+    "Model-Monitor-baseline",
+    "Model Monitor data-quality baseline (statistics, constraints) of the training features.",
+)
 TUNING_DISPLAY = (
     "Tune-XGBoost-model",
     "Tunes eta, max_depth and min_child_weight to minimise the validation log loss; Evaluate "
@@ -201,6 +223,8 @@ class PipelineInputs:
     approval_threshold: float  # default of the AucThreshold parameter
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
+    #: ``monitoring.backend`` (MONITORING_BACKENDS); part of the definition cache's key.
+    monitoring_backend: str = "drift_job"
 
 
 def build_pipeline(inputs: PipelineInputs) -> Pipeline:
@@ -321,10 +345,19 @@ class _Builder:
         self.model_artifact: Any = None  # the Train step's model.tar.gz (a pipeline variable)
         self._images: dict[c.ImageSpec, str] = {}
 
+    @property
+    def model_monitor(self) -> bool:
+        return self.inputs.monitoring_backend == MODEL_MONITOR
+
     def build(self) -> Pipeline:
         for spec in c.PROCESSING_STEPS:
             if spec.name == c.EVALUATE_STEP:
                 self._train_step()
+            if self.model_monitor and spec.name == c.BASELINE_STEP:
+                self.steps[spec.name] = self._quality_check_step()
+                continue
+            if self.model_monitor and spec.name == c.PREPROCESS_STEP:
+                spec = _with_baseline_features(spec)
             self.steps[spec.name] = self._processing_step(spec)
         top_level = [self.steps[name] for name in c.STEP_ORDER if name != c.CONDITION_STEP]
         pipeline = _restoring_pipeline_class()(
@@ -512,6 +545,50 @@ class _Builder:
             property_files=property_files,
             cache_config=self._cache(),
             retry_policies=self._job_retry_policies(),
+        )
+
+    def _quality_check_step(self) -> Any:
+        """Model Monitor's data-quality baseline of the train split's features (SDK
+        ``QualityCheckStep``): the analyzer writes statistics.json and constraints.json in the
+        format monitoring schedules read. No check is run (``skip_check``): retraining exists
+        for data that drifted, so the step only computes and registers the new baseline."""
+        from sagemaker.core.model_monitor.dataset_format import DatasetFormat
+        from sagemaker.core.network import NetworkConfig
+        from sagemaker.mlops.workflow.check_job_config import CheckJobConfig
+        from sagemaker.mlops.workflow.quality_check_step import DataQualityCheckConfig
+
+        features = self.steps[c.PREPROCESS_STEP].properties.ProcessingOutputConfig.Outputs[
+            BASELINE_FEATURES_OUTPUT
+        ]
+        check_job = CheckJobConfig(
+            role=self.subs.role_arn,
+            instance_count=self.processing_instance_count,
+            instance_type=self.processing_instance_type,
+            volume_size_in_gb=PROCESSING_VOLUME_GB,
+            volume_kms_key=self.subs.kms_key_arn,
+            output_kms_key=self.subs.kms_key_arn,
+            max_runtime_in_seconds=PROCESSING_MAX_RUNTIME_S,
+            sagemaker_session=self.session,
+            network_config=NetworkConfig(
+                enable_network_isolation=True,
+                encrypt_inter_container_traffic=True,
+                **self._vpc(),
+            ),
+        )
+        display_name, description = MODEL_MONITOR_BASELINE_DISPLAY
+        return _quality_check_step_class()(
+            name=c.BASELINE_STEP,
+            quality_check_config=DataQualityCheckConfig(
+                baseline_dataset=features.S3Output.S3Uri,
+                dataset_format=DatasetFormat.csv(header=True),
+                output_s3_uri=self._output_uri(c.BASELINE_STEP, MODEL_MONITOR_BASELINE_OUTPUT),
+            ),
+            check_job_config=check_job,
+            skip_check=True,
+            register_new_baseline=True,
+            display_name=display_name,
+            description=description,
+            cache_config=self._cache(),
         )
 
     # ---- training / tuning -----------------------------------------------------------------
@@ -704,10 +781,25 @@ class _Builder:
                 content_type=METRICS_CONTENT_TYPE,
             )
 
-        (baseline,) = c.DATA_QUALITY_BASELINE.outputs
-        statistics = report(c.BASELINE_STEP, baseline.name, c.STATISTICS_FILE)
-        constraints = report(c.BASELINE_STEP, baseline.name, c.CONSTRAINTS_FILE)
         evaluation = report(c.CONDITION.step, c.CONDITION.output, c.CONDITION.path)
+        if self.model_monitor:
+            # What the SDK's own examples register: the baseline just calculated as the
+            # model's data metrics, the baseline used for drift checks as its drift-check
+            # baseline (the same files here: skip_check + register_new_baseline).
+            check = self.steps[c.BASELINE_STEP].properties
+
+            def source(uri: Any) -> Any:
+                return MetricsSource(s3_uri=uri, content_type=METRICS_CONTENT_TYPE)
+
+            statistics = source(check.CalculatedBaselineStatistics)
+            constraints = source(check.CalculatedBaselineConstraints)
+            drift_statistics = source(check.BaselineUsedForDriftCheckStatistics)
+            drift_constraints = source(check.BaselineUsedForDriftCheckConstraints)
+        else:
+            (baseline,) = c.DATA_QUALITY_BASELINE.outputs
+            statistics = report(c.BASELINE_STEP, baseline.name, c.STATISTICS_FILE)
+            constraints = report(c.BASELINE_STEP, baseline.name, c.CONSTRAINTS_FILE)
+            drift_statistics, drift_constraints = statistics, constraints
 
         builder = ModelBuilder(
             image_uri=self._image(c.XGBOOST_IMAGE),
@@ -748,8 +840,8 @@ class _Builder:
                 model_data_constraints=constraints,
             ),
             drift_check_baselines=DriftCheckBaselines(
-                model_data_statistics=statistics,
-                model_data_constraints=constraints,
+                model_data_statistics=drift_statistics,
+                model_data_constraints=drift_constraints,
             ),
             # Searchable: the version (Preprocess allows only what metadata values may hold).
             customer_metadata_properties={
@@ -765,6 +857,20 @@ class _Builder:
             description=description,
             retry_policies=_step_retry_policies(),  # a SageMaker-job policy is not allowed here
         )
+
+
+def _with_baseline_features(spec: c.ProcessingStepSpec) -> c.ProcessingStepSpec:
+    """Preprocess with its extra output for Model Monitor (``--features-dir``)."""
+    from dataclasses import replace
+
+    output = c.ProcessingOutputSpec(
+        BASELINE_FEATURES_OUTPUT, BASELINE_FEATURES_DIR, (BASELINE_FEATURES_FILE,)
+    )
+    return replace(
+        spec,
+        outputs=(*spec.outputs, output),
+        arguments=(*spec.arguments, "--features-dir", BASELINE_FEATURES_DIR),
+    )
 
 
 def _step_retry_policies() -> list[Any]:
@@ -793,6 +899,43 @@ def _restoring_pipeline_class() -> type:
                 return self.substitutions.restore(super().definition())
 
     return RestoringPipeline
+
+
+@functools.cache
+def _quality_check_step_class() -> type:
+    from sagemaker.mlops.workflow.quality_check_step import QualityCheckStep
+
+    class RenderableQualityCheckStep(QualityCheckStep):  # type: ignore[misc]
+        """A ``QualityCheckStep`` whose request renders its network settings.
+
+        SDK 3.27 puts the ``NetworkConfig`` object itself into the CreateProcessingJob request
+        (``_check_job_request``), which the definition cannot serialise; it becomes the API's
+        ``NetworkConfig`` structure, as the processing steps get it. The step's optional
+        fields left unset (no model package group to fetch a baseline from, no supplied
+        baseline) are omitted instead of rendered as ``null``, which the definition schema
+        does not admit.
+        """
+
+        def to_request(self) -> dict[str, Any]:
+            request: dict[str, Any] = super().to_request()
+            for key in (
+                "ModelPackageGroupName",
+                "SuppliedBaselineStatistics",
+                "SuppliedBaselineConstraints",
+            ):
+                if request.get(key) is None:
+                    request.pop(key, None)
+            return request
+
+        @property
+        def arguments(self) -> dict[str, Any]:
+            request: dict[str, Any] = super().arguments
+            network = request.get("NetworkConfig")
+            if network is not None and not isinstance(network, dict):
+                request["NetworkConfig"] = network._to_request_dict()
+            return request
+
+    return RenderableQualityCheckStep
 
 
 @functools.cache
@@ -852,6 +995,11 @@ def _check(inputs: PipelineInputs) -> None:
             raise TypeError(f"PipelineInputs.{name} must be a tuple of non-empty strings")
     if bool(inputs.subnet_ids) != bool(inputs.security_group_ids):
         raise ValueError("subnet_ids and security_group_ids go together (both or neither)")
+    if inputs.monitoring_backend not in MONITORING_BACKENDS:
+        raise ValueError(
+            f"PipelineInputs.monitoring_backend {inputs.monitoring_backend!r} is not one of "
+            f"{', '.join(MONITORING_BACKENDS)}"
+        )
     if "${" in inputs.region:
         raise ValueError("PipelineInputs.region must be a concrete region, not a token")
     for name in ("processing_instance_count", "training_instance_count"):

@@ -45,9 +45,11 @@ _ECR_PULL_ACTIONS = (
     "ecr:GetDownloadUrlForLayer",
     "ecr:BatchGetImage",
 )
-#: <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>[:tag|@digest] in a definition.
+#: <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>[:tag|@digest] in a definition
+#: (Model Monitor's analyzer image has no tag: the JSON string ends after the repository).
 _IMAGE_URI = re.compile(
-    r"\b(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([a-z0-9][a-z0-9._/-]*)[:@]"
+    r"\b(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([a-z0-9][a-z0-9._/-]*)"
+    r"(?=[:@\"])"
 )
 
 

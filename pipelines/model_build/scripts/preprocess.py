@@ -16,6 +16,10 @@ from standing in for new data under the same input URI.
 Outputs (the splits stay RAW: validated but untransformed, ``target`` first, with a header):
     <train-dir>/train.csv, <validation-dir>/validation.csv, <test-dir>/test.csv
     <transform-dir>/feature_transform.json (model_format.FeatureTransform fitted on train)
+    [<features-dir>/train_features.csv: the train split WITHOUT ``target``, with a header, i.e.
+    the columns an endpoint receives, in the same order; only with ``--features-dir``. It is the
+    dataset of the Model Monitor data-quality baseline: Model Monitor requires the baseline's
+    schema to match the inference input's (the number and order of the features).]
 
 On invalid input it exits 1 with ONE line naming the file and the problem, on stderr and in
 ``--failure-file`` (SageMaker Processing reports ``/opt/ml/output/message`` as ExitMessage).
@@ -43,6 +47,7 @@ TARGET = "target"
 TRAIN_FILE = "train.csv"
 VALIDATION_FILE = "validation.csv"
 TEST_FILE = "test.csv"
+FEATURES_FILE = "train_features.csv"  # == definition.BASELINE_FEATURES_FILE (a test checks)
 MODEL_FORMAT_FILE = "model_format.py"
 # Cell values read as "missing" (case-insensitive, after stripping blanks).
 MISSING_TOKENS = frozenset({"", "na", "nan", "null", "none", "n/a"})
@@ -348,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--transform-dir", type=Path, default=Path("/opt/ml/processing/output/transform")
     )
+    parser.add_argument("--features-dir", type=Path, default=None)
     parser.add_argument("--validation-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=42)
@@ -389,6 +395,8 @@ def run(args: argparse.Namespace) -> None:
     write_split(test, args.test_dir, TEST_FILE)
     args.transform_dir.mkdir(parents=True, exist_ok=True)
     transform.save(args.transform_dir / model_format.TRANSFORM_FILE)
+    if args.features_dir is not None:
+        write_split(train[features], args.features_dir, FEATURES_FILE)
     counts = ", ".join(
         f"{name} {len(part)} ({int(part[TARGET].sum())} positive)"
         for name, part in (("train", train), ("validation", validation), ("test", test))
