@@ -32,7 +32,9 @@ CONTAINER_CODE = {
         "numpy", "pandas", "sklearn", "xgboost", "model_format",
     },
     "pipelines/model_build/model_code/model_format.py": {"numpy", "xgboost"},
-    "pipelines/model_build/model_code/inference.py": {"numpy", "model_format"},
+    "pipelines/model_build/model_code/inference.py": {"numpy", "model_format", "data_capture"},
+    # boto3 1.17.52 / botocore 1.20.52 in the XGBoost image (serving/container-requirements.txt)
+    "pipelines/model_build/model_code/data_capture.py": {"boto3", "botocore"},
 }  # fmt: skip
 
 

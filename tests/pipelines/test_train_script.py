@@ -66,7 +66,9 @@ def test_trains_loadable_model_with_code_dir(
         "xgboost-model.json",
     ]
     expected_code = {
-        n for n in ("inference.py", "model_format.py") if (MODEL_CODE_DIR / n).exists()
+        n
+        for n in ("inference.py", "model_format.py", "data_capture.py")
+        if (MODEL_CODE_DIR / n).exists()
     }
     assert {p.name for p in (model_dir / "code").iterdir()} == expected_code
     assert "model_format.py" in expected_code

@@ -33,7 +33,11 @@ def artifact(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """conftest's model (the ``model`` fixture) as the Train step leaves it, as model.tar.gz."""
     root = tmp_path_factory.mktemp("xgb-image-artifact")
     model_dir = Path(shutil.copytree(model_dir, root / "model"))
-    assert train.copy_serving_code(model_dir) == ["inference.py", "model_format.py"]
+    assert train.copy_serving_code(model_dir) == [
+        "inference.py",
+        "model_format.py",
+        "data_capture.py",
+    ]
     archive = root / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for path in sorted(model_dir.iterdir()):

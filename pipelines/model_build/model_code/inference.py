@@ -48,9 +48,9 @@ artifact through those pinned packages under Python 3.8 and gunicorn. Multi-mode
 Division of work: ``decode_request`` decodes and splits the payload (syntax, size); ``predict``,
 which knows the model's features, converts and checks the values and runs the model.
 
-Imports are limited to the standard library, numpy and ``model_format`` (numpy + xgboost): all
-present in the image. Keep this file Python 3.8 compatible (the image's interpreter): no runtime
-use of 3.9+ syntax or APIs.
+Imports are limited to the standard library, numpy, ``model_format`` (numpy + xgboost) and
+``data_capture`` (boto3, only when capture is configured): all present in the image. Keep this
+file Python 3.8 compatible (the image's interpreter): no runtime use of 3.9+ syntax or APIs.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ from typing import Any
 import numpy as np
 
 try:  # imported as part of the repository's packages (tests, local server)
-    from . import model_format
+    from . import data_capture, model_format
 except ImportError:  # in the container: the code directory is on sys.path, no parent package
+    import data_capture  # type: ignore[no-redef]
     import model_format  # type: ignore[no-redef]
 
 CSV_CONTENT_TYPE = "text/csv"
@@ -214,12 +215,19 @@ def transform_fn(
     """The image's serving hook: ``(body, content_type)`` for a 200, an ErrorResponse for a 4xx.
 
     Anything other than a :class:`PayloadError` propagates: the image answers it with a 500.
+    When the environment names a capture destination (``data_capture.py``: serverless endpoints,
+    which SageMaker does not capture), the request and the response of a 200 are captured;
+    capture never changes or fails the answer.
     """
     try:
         instances = decode_request(request_body, request_content_type)
-        return encode_response(predict(instances, model), accept)
+        body, content_type = encode_response(predict(instances, model), accept)
     except PayloadError as error:
         return ErrorResponse(error)
+    capture = data_capture.from_environment()
+    if capture is not None:
+        capture.record(request_body, request_content_type, body, content_type)
+    return body, content_type
 
 
 def decode_request(request_body: Any, request_content_type: str | None) -> Instances:

@@ -16,8 +16,9 @@ the best iteration are kept. Each round prints ``[i] train-auc: x train-logloss:
 validation-auc: y validation-logloss: y``; the last lines repeat the four metrics at the best
 iteration, so that the LAST value each metric definition's regex finds (what SageMaker reports,
 and what a tuning job optimises: ``validation:logloss``, minimised) is the kept model's.
-The model is saved with ``model_format.save_model`` and this directory's ``inference.py`` and
-``model_format.py`` are copied to ``<model_dir>/code/`` so the artifact carries its serving code.
+The model is saved with ``model_format.save_model`` and this directory's ``inference.py``,
+``model_format.py`` and ``data_capture.py`` are copied to ``<model_dir>/code/`` so the artifact
+carries its serving code.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import model_format  # noqa: E402  (shipped next to this script)
 TARGET = "target"
 #: Files copied to <model_dir>/code/ when present (requirements.txt is honoured by the
 #: serving container if the serving code ever needs one).
-SERVING_FILES = ("inference.py", "model_format.py", "requirements.txt")
+SERVING_FILES = ("inference.py", "model_format.py", "data_capture.py", "requirements.txt")
 CODE_SUBDIR = "code"
 
 
