@@ -17,6 +17,19 @@ one); by default what the local pipeline run produced (``.work/pipeline-local/mo
 
 Exit status: 0 when the run completed without failed requests (whether or not the target was
 met), 1 when requests failed or the server or locust broke, 2 on bad arguments, 130 on Ctrl-C.
+
+Endpoint mode (a deployed SageMaker endpoint instead of the local server):
+
+    python -m serving.loadtest --endpoint-name NAME --region R [--rps 20] [--duration 60]
+        [--max-p99-ms 1000] [--max-error-rate 0.01] [--min-rps N] [--endpoint-url URL]
+
+checks one signed request of every payload kind, then runs locust's ``SageMakerEndpointUser``:
+``POST /endpoints/NAME/invocations`` on ``https://runtime.sagemaker.R.amazonaws.com`` (or
+``--endpoint-url``), each request signed with botocore's SigV4Auth (service ``sagemaker``) and
+credentials from the default chain; it needs ``sagemaker:InvokeEndpoint`` on the endpoint. It
+prints p50/p95/p99, the error rate and req/s against the thresholds (``--min-rps`` defaults to
+90% of ``--rps``). Exit status: 0 when every threshold is met, 1 when one is missed or the run
+broke, 2 on bad arguments or without credentials, 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -60,6 +73,14 @@ TARGET_RPS = 500.0
 TARGET_P99_MS = 10.0
 OFFER_HEADROOM = 1.01
 DEFAULT_USER_RATE = 20.0  # requests/s per locust user when --users is not given
+# Endpoint mode: a remote round trip takes tens of ms, so each user offers fewer requests/s.
+ENDPOINT_USER_RATE = 5.0
+DEFAULT_MIN_RPS_SHARE = 0.9
+DEFAULT_MAX_P99_MS = 1000.0
+DEFAULT_MAX_ERROR_RATE = 0.01
+ENDPOINT_RPS = 20.0
+ENDPOINT_DURATION = 60
+LOCAL_DURATION = 20
 SERVER_START_TIMEOUT = 120.0
 STOP_TIMEOUT = 10.0
 
@@ -81,6 +102,34 @@ class Results:
 
     def target_met(self, target_rps: float = TARGET_RPS, target_p99: float = TARGET_P99_MS) -> bool:
         return self.failures == 0 and self.rps >= target_rps and self.p99 < target_p99
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 1.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass thresholds of an endpoint run (from the command line)."""
+
+    max_p99_ms: float
+    max_error_rate: float
+    min_rps: float
+
+    def checks(self, results: Results) -> list[tuple[str, str, bool]]:
+        """(threshold, measured, met) for each threshold."""
+        return [
+            (f"p99 <= {self.max_p99_ms:g} ms", f"{results.p99:.2f} ms",
+             results.p99 <= self.max_p99_ms),
+            (f"error rate <= {self.max_error_rate:g}", f"{results.error_rate:.4f}",
+             results.error_rate <= self.max_error_rate),
+            (f"req/s >= {self.min_rps:g}", f"{results.rps:.1f}", results.rps >= self.min_rps),
+        ]  # fmt: skip
+
+    def missed(self, results: Results) -> list[str]:
+        return [
+            f"{name} (measured {value})" for name, value, met in self.checks(results) if not met
+        ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,6 +405,25 @@ def render_table(results: Results, target_rps: float = TARGET_RPS) -> str:
     return "\n".join(lines)
 
 
+def render_endpoint_table(results: Results, thresholds: Thresholds) -> str:
+    rows = [
+        ("requests", f"{results.requests}"),
+        ("failures", f"{results.failures}"),
+        ("error rate", f"{results.error_rate:.4f}"),
+        ("req/s achieved", f"{results.rps:.1f}"),
+        ("p50 latency (ms)", f"{results.p50:.2f}"),
+        ("p95 latency (ms)", f"{results.p95:.2f}"),
+        ("p99 latency (ms)", f"{results.p99:.2f}"),
+        ("max latency (ms)", f"{results.max:.2f}"),
+    ]
+    rows += [(f"threshold {name}", "MET" if met else "MISSED") for name, _, met in
+             thresholds.checks(results)]  # fmt: skip
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 9}"]
+    lines += [f"{name:<{width}}  {value}" for name, value in rows]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------
 # Run
 # ----------------------------------------------------------------------------------------------
@@ -469,6 +537,123 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def check_endpoint(signer: Any, timeout: float = 30.0) -> None:
+    """One signed request of every payload kind must be answered with valid predictions."""
+    from urllib.parse import urlsplit
+
+    features, rows = load_feature_rows()
+    parts = urlsplit(signer.base_url)
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    for kind in KIND_WEIGHTS:
+        payload = make_payload(kind, features, rows[: BATCH_ROWS if "batch" in kind else 1])
+        headers = signer.headers(payload.body, payload.content_type)
+        conn = connection_class(parts.hostname, parts.port, timeout=timeout)
+        try:
+            conn.request("POST", signer.path, body=payload.body, headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+        except OSError as exc:
+            raise LoadTestError(f"{kind} request to {signer.url} failed: {exc}") from exc
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise LoadTestError(
+                f"{signer.url} answered a signed {kind} request with HTTP {response.status}: "
+                f"{body[:300].decode(errors='replace')}"
+            )
+        problem = check_response(body, payload.rows)
+        if problem:
+            raise LoadTestError(f"{kind} payload: {problem}")
+
+
+def run_endpoint(args: argparse.Namespace) -> int:
+    """Endpoint mode: signed requests to a deployed endpoint, results against thresholds."""
+    from serving.sigv4 import InvocationSigner, SigningError, default_credentials
+
+    try:
+        signer = InvocationSigner(
+            args.endpoint_name, args.region, default_credentials(), args.endpoint_url
+        )
+    except SigningError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    thresholds = Thresholds(
+        max_p99_ms=args.max_p99_ms,
+        max_error_rate=args.max_error_rate,
+        min_rps=args.min_rps if args.min_rps is not None else args.rps * DEFAULT_MIN_RPS_SHARE,
+    )
+    users = args.users or max(1, math.ceil(args.rps / ENDPOINT_USER_RATE))
+    user_rate = args.rps * OFFER_HEADROOM / users
+    scratch = Path(tempfile.mkdtemp(prefix="loadtest-"))
+    locust = None
+    previous = {s: signal.signal(s, _raise_on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        check_endpoint(signer)
+        csv_dir = Path(args.csv_dir) if args.csv_dir else scratch
+        csv_dir.mkdir(parents=True, exist_ok=True)
+        csv_prefix = csv_dir / "loadtest"
+        latency_file = scratch / "latencies.json"
+        locust_log = scratch / "locust.log"
+        locust_cmd = [
+            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "SageMakerEndpointUser",
+            "--headless", "--host", signer.base_url,
+            "--endpoint-name", args.endpoint_name, "--aws-region", args.region,
+            "--users", str(users), "--spawn-rate", str(users * 4),
+            "--run-time", f"{args.duration}s", "--stop-timeout", "5",
+            "--reset-stats", "--only-summary", "--csv", str(csv_prefix),
+            "--user-rate", f"{user_rate:.6f}", "--latency-file", str(latency_file),
+            "--loglevel", "WARNING",
+        ]  # fmt: skip
+        print(
+            f"endpoint: {args.endpoint_name} ({signer.url}, SigV4 {args.region}/sagemaker)\n"
+            f"load:     {args.duration} s at {args.rps:g} req/s: {users} users x "
+            f"{user_rate:.2f} req/s = {users * user_rate:.1f} req/s offered",
+            flush=True,
+        )
+        locust = start_process(locust_cmd, locust_log)
+        if wait_with_rusage(locust, args.duration + 120) is None:
+            raise LoadTestError(f"locust did not finish\n{_tail(locust_log)}")
+        try:
+            results = read_results(latency_file, Path(f"{csv_prefix}_stats.csv"))
+        except (LoadTestError, ValueError, KeyError) as exc:
+            raise LoadTestError(
+                f"no usable results ({exc}); locust exited with {locust.returncode}\n"
+                f"{_tail(locust_log)}"
+            ) from None
+        if locust.returncode not in (0, 1):  # 1: some requests failed, judged below
+            raise LoadTestError(f"locust exited with {locust.returncode}\n{_tail(locust_log)}")
+        print()
+        print(render_endpoint_table(results, thresholds))
+        print(f"(percentiles from {results.source}; ramp-up excluded)")
+        missed = thresholds.missed(results) if results.requests else ["no requests completed"]
+        if missed:
+            print("error: threshold missed: " + "; ".join(missed), file=sys.stderr)
+            if results.failures:
+                print(_tail(locust_log), file=sys.stderr)
+            return 1
+        return 0
+    except LoadTestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping locust", file=sys.stderr)
+        return 130
+    finally:
+        stop_process(locust)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and 0 <= value <= 1):
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
+    return value
+
+
 def _positive(kind: type) -> Any:
     def parse(text: str) -> Any:
         value = kind(text)
@@ -487,8 +672,18 @@ def main(argv: list[str] | None = None) -> int:
         epilog=__doc__.split("\n\n", 2)[2],
     )
     parser.add_argument("--model-dir", type=Path, default=None, help="model dir or model.tar.gz")
-    parser.add_argument("--rps", type=_positive(float), default=TARGET_RPS, help="target req/s")
-    parser.add_argument("--duration", type=_positive(int), default=20, help="seconds of load")
+    parser.add_argument(
+        "--rps",
+        type=_positive(float),
+        default=None,
+        help=f"target req/s (default {TARGET_RPS:g}; endpoint mode {ENDPOINT_RPS:g})",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive(int),
+        default=None,
+        help=f"seconds of load (default {LOCAL_DURATION}; endpoint mode {ENDPOINT_DURATION})",
+    )
     parser.add_argument(
         "--users",
         type=_positive(int),
@@ -499,7 +694,58 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=_positive(int), default=None, help="server workers (default: cores)"
     )
     parser.add_argument("--csv-dir", default=None, help="keep locust's CSV files in this dir")
-    return run(parser.parse_args(argv))
+    endpoint = parser.add_argument_group("endpoint mode (a deployed SageMaker endpoint)")
+    endpoint.add_argument("--endpoint-name", default=None, help="load this endpoint, SigV4-signed")
+    endpoint.add_argument("--region", default=None, help="the endpoint's region")
+    endpoint.add_argument(
+        "--endpoint-url",
+        default=None,
+        help="base URL (default https://runtime.sagemaker.REGION.amazonaws.com)",
+    )
+    endpoint.add_argument(
+        "--max-p99-ms",
+        type=_positive(float),
+        default=None,
+        help=f"p99 threshold in ms (default {DEFAULT_MAX_P99_MS:g})",
+    )
+    endpoint.add_argument(
+        "--max-error-rate",
+        type=_share,
+        default=None,
+        help=f"threshold on the share of failed requests (default {DEFAULT_MAX_ERROR_RATE:g})",
+    )
+    endpoint.add_argument(
+        "--min-rps",
+        type=_positive(float),
+        default=None,
+        help=f"throughput threshold (default {DEFAULT_MIN_RPS_SHARE * 100:g}%% of --rps)",
+    )
+    args = parser.parse_args(argv)
+    endpoint_only = {
+        "--region": args.region,
+        "--endpoint-url": args.endpoint_url,
+        "--max-p99-ms": args.max_p99_ms,
+        "--max-error-rate": args.max_error_rate,
+        "--min-rps": args.min_rps,
+    }
+    if args.endpoint_name is None:
+        given = [flag for flag, value in endpoint_only.items() if value is not None]
+        if given:
+            parser.error(f"{', '.join(given)}: only with --endpoint-name")
+        args.rps = TARGET_RPS if args.rps is None else args.rps
+        args.duration = LOCAL_DURATION if args.duration is None else args.duration
+        return run(args)
+    if args.model_dir is not None or args.workers is not None:
+        parser.error("--model-dir and --workers are for the local server, not --endpoint-name")
+    if not args.region:
+        parser.error("--endpoint-name needs --region")
+    args.rps = ENDPOINT_RPS if args.rps is None else args.rps
+    args.duration = ENDPOINT_DURATION if args.duration is None else args.duration
+    if args.max_p99_ms is None:
+        args.max_p99_ms = DEFAULT_MAX_P99_MS
+    if args.max_error_rate is None:
+        args.max_error_rate = DEFAULT_MAX_ERROR_RATE
+    return run_endpoint(args)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,11 @@ Two users, one selected per run:
 
 * ``LocalInvocationsUser`` (default): ``POST /invocations`` on a server following SageMaker's
   container contract, e.g. ``python -m serving.server`` (``--host http://127.0.0.1:8080``).
-* ``SageMakerEndpointUser``: ``InvokeEndpoint`` on a deployed endpoint through boto3's
-  ``sagemaker-runtime`` client (credentials and SigV4 from the usual boto3 chain). Selected when
-  ``--endpoint-name`` (or ``SAGEMAKER_ENDPOINT_NAME``) is set; region from ``--aws-region``.
+* ``SageMakerEndpointUser``: ``InvokeEndpoint`` on a deployed endpoint: ``POST
+  /endpoints/NAME/invocations`` on ``https://runtime.sagemaker.REGION.amazonaws.com`` (or
+  ``--host``), each request signed with botocore's SigV4Auth and credentials from the default
+  chain (``serving/sigv4.py``). Selected when ``--endpoint-name`` (or
+  ``SAGEMAKER_ENDPOINT_NAME``) is set; region from ``--aws-region``.
 
 Naming a user class on the command line overrides that choice. Payloads (CSV and JSON, single
 rows and small batches, mixed) are built from ``pipelines/model_build/data/breast_cancer.csv``
@@ -34,13 +36,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from locust import FastHttpUser, User, events, task
+from locust import FastHttpUser, events, task
 
 try:
     from serving.payloads import Payload, build_payloads, check_response, load_feature_rows
 except ImportError:  # run as `locust -f serving/locustfile.py`: the repo root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from serving.payloads import Payload, build_payloads, check_response, load_feature_rows
+from serving.sigv4 import InvocationSigner, SigningError, default_credentials, runtime_url
 
 __all__ = ["LocalInvocationsUser", "SageMakerEndpointUser", "build_payloads", "payloads"]
 
@@ -101,8 +104,19 @@ def _select_user(environment: Any, **_kwargs: Any) -> None:
     if not options.user_classes:  # not named on the command line: pick by --endpoint-name
         wanted = SageMakerEndpointUser if options.endpoint_name else LocalInvocationsUser
         environment.user_classes[:] = [c for c in environment.user_classes if c is wanted]
-    if SageMakerEndpointUser in environment.user_classes and not options.endpoint_name:
-        raise SystemExit("SageMakerEndpointUser needs --endpoint-name (or SAGEMAKER_ENDPOINT_NAME)")
+    if SageMakerEndpointUser in environment.user_classes:
+        if not options.endpoint_name:
+            raise SystemExit(
+                "SageMakerEndpointUser needs --endpoint-name (or SAGEMAKER_ENDPOINT_NAME)"
+            )
+        if not options.aws_region:
+            raise SystemExit("SageMakerEndpointUser needs --aws-region (or AWS_REGION)")
+        try:
+            if not environment.host:  # the region's runtime endpoint unless --host says
+                environment.host = runtime_url(options.aws_region)
+            invocation_signer(options.endpoint_name, options.aws_region, environment.host)
+        except SigningError as error:
+            raise SystemExit(str(error)) from None
 
 
 class LatencyRecorder:
@@ -211,63 +225,43 @@ class LocalInvocationsUser(_PacedMixin, FastHttpUser):
                 response.failure(problem)
 
 
-_SAGEMAKER_CLIENTS: dict[str, Any] = {}
+_SIGNERS: dict[tuple[str, str, str], InvocationSigner] = {}
 
 
-def sagemaker_runtime_client(region: str, pool_size: int = 50) -> Any:
-    """One shared ``sagemaker-runtime`` client per region (no retries: count every failure)."""
-    if region not in _SAGEMAKER_CLIENTS:
-        import boto3
-        from botocore.config import Config
-
-        config = Config(
-            retries={"mode": "standard", "max_attempts": 1},
-            max_pool_connections=pool_size,
-            connect_timeout=5,
-            read_timeout=60,
-        )
-        _SAGEMAKER_CLIENTS[region] = boto3.client(
-            "sagemaker-runtime", region_name=region or None, config=config
-        )
-    return _SAGEMAKER_CLIENTS[region]
+def invocation_signer(endpoint_name: str, region: str, base_url: str) -> InvocationSigner:
+    """One signer per endpoint, region and base URL, over the default credential chain
+    (resolved once per process; refreshable credentials refresh themselves)."""
+    key = (endpoint_name, region, base_url)
+    if key not in _SIGNERS:
+        _SIGNERS[key] = InvocationSigner(endpoint_name, region, default_credentials(), base_url)
+    return _SIGNERS[key]
 
 
-class SageMakerEndpointUser(_PacedMixin, User):
-    """Calls ``InvokeEndpoint`` on ``--endpoint-name`` and records each call in locust's stats."""
+class SageMakerEndpointUser(_PacedMixin, FastHttpUser):
+    """``InvokeEndpoint`` on ``--endpoint-name`` over HTTPS, each request signed with botocore's
+    SigV4Auth (``serving/sigv4.py``); the host is the region's runtime endpoint unless
+    ``--host`` names another (a VPC endpoint, a local test server)."""
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.endpoint_name = options.endpoint_name
-        region = options.aws_region
-        pool = max(10, int(getattr(options, "num_users", 0) or 0))
-        self.client = sagemaker_runtime_client(region, pool)
+        self.signer = invocation_signer(options.endpoint_name, options.aws_region, str(self.host))
         self._payloads = payloads()
 
     @task
     def invoke(self) -> None:
         payload = random.choice(self._payloads)
-        exception: Exception | None = None
-        length = 0
-        start = time.perf_counter()
-        try:
-            result = self.client.invoke_endpoint(
-                EndpointName=self.endpoint_name,
-                ContentType=payload.content_type,
-                Accept="application/json",
-                Body=payload.body,
-            )
-            body = result["Body"].read()
-            length = len(body)
-            problem = check_response(body, payload.rows)
+        headers = self.signer.headers(payload.body, payload.content_type)
+        with self.client.post(
+            self.signer.path,
+            data=payload.body,  # type: ignore[arg-type]  # the signed bytes, sent as they are
+            headers=headers,
+            name=f"InvokeEndpoint {self.endpoint_name} [{payload.kind}]",
+            catch_response=True,
+        ) as response:
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {(response.text or '')[:200]}")
+                return
+            problem = check_response(response.content or b"", payload.rows)
             if problem:
-                exception = ValueError(problem)
-        except Exception as exc:  # botocore ClientError (ModelError, throttling...), timeouts
-            exception = exc
-        self.environment.events.request.fire(
-            request_type="InvokeEndpoint",
-            name=f"{self.endpoint_name} [{payload.kind}]",
-            response_time=(time.perf_counter() - start) * 1000.0,
-            response_length=length,
-            exception=exception,
-            context={},
-        )
+                response.failure(problem)

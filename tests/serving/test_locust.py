@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -82,51 +83,25 @@ payloads = lf.payloads()
 out["kinds"] = sorted({p.kind for p in payloads})
 out["users"] = sorted(c.__name__ for c in (lf.LocalInvocationsUser, lf.SageMakerEndpointUser))
 
-def selected(endpoint, named=()):
+def selected(endpoint, named=(), region="eu-west-1"):
     env = types.SimpleNamespace(
         parsed_options=argparse.Namespace(
-            endpoint_name=endpoint, user_rate=10.0, user_classes=list(named)
+            endpoint_name=endpoint, aws_region=region, user_rate=10.0, user_classes=list(named)
         ),
         user_classes=[lf.LocalInvocationsUser, lf.SageMakerEndpointUser],
+        host=None,
     )
     try:
         lf._select_user(env)
     except SystemExit as exc:
         return "exit: " + str(exc)
-    return [c.__name__ for c in env.user_classes]
+    return [c.__name__ for c in env.user_classes] + [env.host or ""]
 
 out["default"] = selected("")
 out["endpoint"] = selected("my-endpoint")
 out["named_without_endpoint"] = selected("", ["SageMakerEndpointUser"])
-
-class FakeRuntime:  # what sagemaker-runtime's invoke_endpoint returns; never calls AWS
-    calls = []
-    def invoke_endpoint(self, EndpointName, ContentType, Accept, Body):
-        self.calls.append((EndpointName, ContentType, Accept))
-        text = Body.decode()
-        if ContentType == "text/csv":
-            n = len(text.strip().splitlines())
-        else:
-            data = json.loads(text)
-            n = len(data["instances"]) if isinstance(data, dict) and "instances" in data else 1
-        body = json.dumps({"predictions": [{"score": 0.9, "label": 1}] * n}).encode()
-        return {"Body": io.BytesIO(body), "ContentType": "application/json"}
-
-options = argparse.Namespace(
-    endpoint_name="my-endpoint", aws_region="eu-west-1", user_rate=10.0, num_users=1
-)
-env = Environment(events=events, parsed_options=options)
-lf._SAGEMAKER_CLIENTS["eu-west-1"] = FakeRuntime()
-fired = []
-events.request.add_listener(lambda **kw: fired.append(kw))
-user = lf.SageMakerEndpointUser(env)
-user.on_start()
-for _ in range(20):
-    user.invoke()
-out["fired"] = len(fired)
-out["failed"] = [str(kw["exception"]) for kw in fired if kw["exception"]]
-out["request_types"] = sorted({kw["request_type"] for kw in fired})
-out["endpoint_calls"] = sorted({c[0] for c in FakeRuntime.calls})
+out["without_region"] = selected("my-endpoint", region="")
+out["bad_name"] = selected("my endpoint")
 print(json.dumps(out))
 """
 
@@ -135,6 +110,8 @@ def test_locustfile_users_selection_and_sagemaker_user():
     result = subprocess.run(
         [sys.executable, "-c", LOCUSTFILE_CHECK],
         cwd=REPO_ROOT,
+        # fake credentials (the endpoint user's signer needs some); nothing is sent
+        env={**os.environ, "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "x"},
         capture_output=True,
         text=True,
         timeout=600,  # only a guard against a hang: the run takes seconds
@@ -143,9 +120,13 @@ def test_locustfile_users_selection_and_sagemaker_user():
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["kinds"] == sorted(KIND_WEIGHTS)
     assert out["users"] == ["LocalInvocationsUser", "SageMakerEndpointUser"]
-    assert out["default"] == ["LocalInvocationsUser"]
-    assert out["endpoint"] == ["SageMakerEndpointUser"]
+    assert out["default"] == ["LocalInvocationsUser", ""]
+    # the endpoint user, on the region's runtime endpoint (signed requests: see
+    # tests/serving/test_loadtest_endpoint.py)
+    assert out["endpoint"] == [
+        "SageMakerEndpointUser",
+        "https://runtime.sagemaker.eu-west-1.amazonaws.com",
+    ]
     assert out["named_without_endpoint"].startswith("exit: SageMakerEndpointUser needs")
-    assert out["fired"] == 20 and out["failed"] == []
-    assert out["request_types"] == ["InvokeEndpoint"]
-    assert out["endpoint_calls"] == ["my-endpoint"]
+    assert out["without_region"] == "exit: SageMakerEndpointUser needs --aws-region (or AWS_REGION)"
+    assert out["bad_name"].startswith("exit: endpoint name 'my endpoint'")
