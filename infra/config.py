@@ -195,6 +195,37 @@ class EnvironmentConfig:
         return self.account in PLACEHOLDER_ACCOUNTS
 
 
+#: Tags on every stack of an ephemeral (branch) stage. The sweeper (``sweeper/``) removes a stack
+#: only when it carries both and its name starts with ``<project>-br-``; it counts the TTL from the
+#: stack's last update (synth stays deterministic: no date in any template).
+EPHEMERAL_TTL_TAG = "ephemeral-ttl-days"
+DEPLOYED_BY_BRANCH_TAG = "deployed-by-branch"
+MAX_EPHEMERAL_TTL_DAYS = 90
+DEFAULT_EPHEMERAL_TTL_DAYS = 7
+DEFAULT_SWEEPER_SCHEDULE = "cron(0 5 * * ? *)"
+_ROLE_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:iam::(?P<account>[0-9]{12}):role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}",
+    re.ASCII,
+)
+_GITHUB_REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9_.-]{1,100}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class BranchEnvironmentsConfig:
+    """Per-branch stages deployed and destroyed by the branch workflows (README "Per-branch
+    environments"), and the sweeper of expired ones in the shared dev stage."""
+
+    #: The role the branch workflows assume with GitHub's OIDC token (in the dev account);
+    #: None: the workflows stop with a message saying so.
+    deploy_role_arn: str | None = None
+    #: ``owner/name`` whose workflows the role trusts (its ``token.actions...:sub`` condition).
+    github_repository: str | None = None
+    #: An ephemeral stack not updated for this many days is removed by the sweeper.
+    ttl_days: int = DEFAULT_EPHEMERAL_TTL_DAYS
+    #: EventBridge Scheduler expression (UTC) of the sweeper; None: no sweeper.
+    sweeper_schedule: str | None = DEFAULT_SWEEPER_SCHEDULE
+
+
 @dataclass(frozen=True)
 class StageConfig:
     """Everything one deployed stage needs. Built by :meth:`AppConfig.stages_for_branch`."""
@@ -206,6 +237,8 @@ class StageConfig:
     kind: StageKind
     environment: EnvironmentConfig
     naming: Naming = field(repr=False)
+    #: Ephemeral stages only: the TTL their ``ephemeral-ttl-days`` tag carries.
+    ephemeral_ttl_days: int = DEFAULT_EPHEMERAL_TTL_DAYS
 
     @property
     def env_name(self) -> str:
@@ -233,6 +266,9 @@ class StageConfig:
             "cost-center": self.cost_center,
         }
         tags.update(self.environment.tags)
+        if self.is_ephemeral:
+            tags[EPHEMERAL_TTL_TAG] = str(self.ephemeral_ttl_days)
+            tags[DEPLOYED_BY_BRANCH_TAG] = self.branch
         return tags
 
 
@@ -243,6 +279,7 @@ class AppConfig:
     cost_center: str
     default_branch: str
     environments: Mapping[str, EnvironmentConfig]
+    branch_environments: BranchEnvironmentsConfig = field(default_factory=BranchEnvironmentsConfig)
 
     def stages_for_branch(self, branch: str) -> list[StageConfig]:
         """The default branch gets the shared dev, staging and prod stages; any other branch
@@ -270,6 +307,7 @@ class AppConfig:
                     kind=StageKind.EPHEMERAL,
                     environment=self.environments["dev"],
                     naming=Naming(self.project, f"br-{slug}"),
+                    ephemeral_ttl_days=self.branch_environments.ttl_days,
                 )
             )
         return stages
@@ -748,6 +786,50 @@ def _id_list(
     return tuple(value)
 
 
+_BRANCH_ENVIRONMENTS_KEYS = ("deploy_role_arn", "github_repository", "ttl_days", "sweeper_schedule")
+
+
+def _parse_branch_environments(section: _Section, dev_account: str) -> BranchEnvironmentsConfig:
+    role = section.get("deploy_role_arn", None)
+    if role is not None:
+        match = _ROLE_ARN.fullmatch(role) if isinstance(role, str) else None
+        if match is None:
+            raise ConfigError(
+                section.key("deploy_role_arn"),
+                role,
+                "expected an IAM role ARN like arn:aws:iam::111111111111:role/NAME, or null",
+            )
+        if match["account"] != dev_account:
+            raise ConfigError(
+                section.key("deploy_role_arn"),
+                role,
+                f"must be a role in the dev account ({dev_account}, environments.dev.account): "
+                "branch stages deploy there",
+            )
+    repository = section.get("github_repository", None)
+    if repository is not None and not (
+        isinstance(repository, str) and _GITHUB_REPOSITORY.fullmatch(repository)
+    ):
+        raise ConfigError(
+            section.key("github_repository"),
+            repository,
+            "expected the GitHub repository as owner/name, like my-org/mlops, or null",
+        )
+    schedule = section.get("sweeper_schedule", DEFAULT_SWEEPER_SCHEDULE)
+    if schedule is not None:
+        problem = schedule_expression_problem(schedule)
+        if problem:
+            raise ConfigError(section.key("sweeper_schedule"), schedule, f"{problem}, or null")
+    return BranchEnvironmentsConfig(
+        deploy_role_arn=role,
+        github_repository=repository,
+        ttl_days=section.positive_int(
+            "ttl_days", DEFAULT_EPHEMERAL_TTL_DAYS, maximum=MAX_EPHEMERAL_TTL_DAYS
+        ),
+        sweeper_schedule=schedule,
+    )
+
+
 def load_config(context: Mapping[str, Any] | None) -> AppConfig:
     """Validate the ``mlops`` context object and return the typed configuration."""
     if context is None:
@@ -755,7 +837,14 @@ def load_config(context: Mapping[str, Any] | None) -> AppConfig:
     root = _Section(
         CONTEXT_KEY,
         context,
-        ("project", "owner", "cost_center", "default_branch", "environments"),
+        (
+            "project",
+            "owner",
+            "cost_center",
+            "default_branch",
+            "environments",
+            "branch_environments",
+        ),
     )
     project = root.string(
         "project",
@@ -787,4 +876,8 @@ def load_config(context: Mapping[str, Any] | None) -> AppConfig:
         cost_center=str(cost_center),
         default_branch=str(default_branch),
         environments=environments,
+        branch_environments=_parse_branch_environments(
+            root.section("branch_environments", _BRANCH_ENVIRONMENTS_KEYS, {}),
+            environments["dev"].account,
+        ),
     )

@@ -307,3 +307,67 @@ def test_drift_job_takes_any_scheduler_expression(mlops_config: dict[str, Any]) 
     }
     monitoring = load_config(mlops_config).environments["dev"].monitoring
     assert (monitoring.schedule, monitoring.window_hours) == ("rate(6 hours)", 168)
+
+
+# --- branch_environments (issue 10: per-branch environments, their expiry and sweeper)
+
+
+def test_branch_environments_are_typed_and_tag_only_the_ephemeral_stage(
+    mlops_config: dict[str, Any],
+) -> None:
+    from infra.config import DEPLOYED_BY_BRANCH_TAG, EPHEMERAL_TTL_TAG
+
+    config = load_config(mlops_config)
+    section = config.branch_environments
+    assert section.deploy_role_arn == mlops_config["branch_environments"]["deploy_role_arn"]
+    assert section.github_repository == "my-org/mlops"
+    assert (section.ttl_days, section.sweeper_schedule) == (7, "cron(0 5 * * ? *)")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        section.ttl_days = 1  # type: ignore[misc]
+    stages = config.stages_for_branch("feat/ttl")
+    ephemeral = [s for s in stages if s.kind is StageKind.EPHEMERAL]
+    assert [s.tags[EPHEMERAL_TTL_TAG] for s in ephemeral] == ["7"]
+    assert ephemeral[0].tags[DEPLOYED_BY_BRANCH_TAG] == "feat/ttl"
+    for shared in (s for s in stages if s.kind is StageKind.SHARED):
+        assert EPHEMERAL_TTL_TAG not in shared.tags and DEPLOYED_BY_BRANCH_TAG not in shared.tags
+
+
+def test_branch_environments_default_when_absent(mlops_config: dict[str, Any]) -> None:
+    del mlops_config["branch_environments"]
+    section = load_config(mlops_config).branch_environments
+    assert section.deploy_role_arn is None and section.github_repository is None
+    assert (section.ttl_days, section.sweeper_schedule) == (7, "cron(0 5 * * ? *)")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("deploy_role_arn", "arn:aws:iam::222222222222:role/x", "must be a role in the dev"),
+        ("deploy_role_arn", "arn:aws:iam::111111111111:user/x", "expected an IAM role ARN"),
+        ("deploy_role_arn", "mlops-deploy", "expected an IAM role ARN"),
+        ("deploy_role_arn", 42, "expected an IAM role ARN"),
+        ("github_repository", "https://github.com/o/r", "expected the GitHub repository"),
+        ("github_repository", "just-a-name", "expected the GitHub repository"),
+        ("ttl_days", 0, "positive whole number up to 90"),
+        ("ttl_days", 91, "positive whole number up to 90"),
+        ("ttl_days", "7", "positive whole number up to 90"),
+        ("sweeper_schedule", "every day", "expected cron("),
+        ("sweeper_schedule", "rate(1 days)", "singular unit"),
+        ("unknown", 1, "unknown key"),
+    ],
+)
+def test_bad_branch_environments_value_is_one_line(
+    mlops_config: dict[str, Any], key: str, value: Any, expected: str
+) -> None:
+    mlops_config["branch_environments"][key] = value
+    with pytest.raises(ConfigError) as raised:
+        load_config(mlops_config)
+    message = str(raised.value)
+    assert "\n" not in message and expected in message
+    assert raised.value.key == f"mlops.branch_environments.{key}" and repr(value) in message
+
+
+def test_null_role_and_schedule_are_allowed(mlops_config: dict[str, Any]) -> None:
+    mlops_config["branch_environments"].update(deploy_role_arn=None, sweeper_schedule=None)
+    section = load_config(mlops_config).branch_environments
+    assert section.deploy_role_arn is None and section.sweeper_schedule is None
