@@ -60,7 +60,7 @@ container-venv: install ## test-only venv: the SageMaker XGBoost 1.7-1 image's s
 lint: install ## ruff, format check, mypy, then check-templates
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas serving monitoring retraining ingestion
+	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas serving monitoring retraining ingestion promotion
 	$(MAKE) check-templates
 	$(MAKE) lint-workflows
 
@@ -100,7 +100,8 @@ diff: install ## diff one stage against what is deployed
 	cdk diff $(CDK_CONTEXT) '$(STAGE)/*'
 
 destroy: install ## tear down one branch stage (endpoint, models, stacks): make destroy BRANCH=feat/x
-	$(PY) -m infra.teardown $(if $(BRANCH),--branch '$(BRANCH)',) $(if $(YES),--yes,)
+	@# On the default branch infra.teardown refuses in one line (exit 2): shared stages are never destroyed here.
+	$(PY) -m infra.teardown --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',) $(if $(YES),--yes,)
 	cdk destroy $(CDK_CONTEXT) $(if $(YES),--force,) '$(STAGE)/*'
 
 clean: ## remove build outputs (keeps the venv and node_modules)

@@ -20,6 +20,7 @@ from infra.stages import MlopsStage, stage_class
 from infra.summary import SUMMARY_FILE
 from pipelines.model_build.definition_cache import CONTEXT_KEY as DEFINITION_CACHE
 from pipelines.model_build.definition_cache import resolve_directory
+from promotion.app import add_pipeline, add_pipeline_access
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,9 +131,12 @@ def synthesize(
     app.node.set_context(DEFINITION_CACHE, str(cache_dir) if cache_dir else False)
     branch = resolve_branch(app.node.try_get_context("branch"), config, current_git_branch())
     stages = build_stages(app, config, branch)
+    add_pipeline_access(config, stages)
     packs = 0
     for stage in stages:
         packs = enforce(stage)
+    # After the stages' gates: the pipeline's add_stage synthesizes each stage on the spot.
+    add_pipeline(app, config, branch, stages)
     assembly = app.synth()
     report = summary(config, branch, stages, packs)
     Path(assembly.directory, SUMMARY_FILE).write_text(json.dumps(report, indent=2) + "\n")

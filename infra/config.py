@@ -28,7 +28,7 @@ LOG_RETENTION_DAYS = (
 )  # fmt: skip
 
 # Account ids used in the shipped cdk.json: replace them with yours (make synth says so).
-PLACEHOLDER_ACCOUNTS = frozenset({"111111111111", "222222222222", "333333333333"})
+PLACEHOLDER_ACCOUNTS = frozenset({"111111111111", "222222222222", "333333333333", "444444444444"})
 
 # ASCII digits only and the whole string: ``\d`` would admit '١٢٣...' and ``$`` a trailing newline.
 _ACCOUNT = re.compile(r"[0-9]{12}", re.ASCII)
@@ -39,6 +39,15 @@ _VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _SG_ID = re.compile(r"^sg-[0-9a-f]{8,17}$")
 _SERVERLESS_MEMORY = (1024, 2048, 3072, 4096, 5120, 6144)
+# CodeConnections (and its former name, CodeStar Connections): a connection's id is a UUID.
+_CONNECTION_ARN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:(?:codeconnections|codestar-connections):(?P<region>[a-z0-9-]+):"
+    r"(?P<account>[0-9]{12}):connection/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+    r"[0-9a-f]{12}",
+    re.ASCII,
+)
+# GitHub/GitLab/Bitbucket "owner/name" (CodePipeline's FullRepositoryId).
+_REPOSITORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[A-Za-z0-9_.-]{1,100}", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -195,6 +204,38 @@ class EnvironmentConfig:
         return self.account in PLACEHOLDER_ACCOUNTS
 
 
+@dataclass(frozen=True)
+class LoadTestThresholds:
+    """The staging load test of the promotion pipeline: its rate, length and pass thresholds."""
+
+    #: Fail when the p99 latency seen by the client exceeds this many milliseconds.
+    p99_latency_ms: int
+    #: Fail when the share of failed requests exceeds this (in [0, 1]).
+    max_error_rate: float
+    #: Requests per second offered to the staging endpoint.
+    rate_per_second: int
+    #: Length of the measured run in seconds.
+    duration_seconds: int
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """The promotion pipeline (``promotion/``): deployed once, into the tooling account."""
+
+    account: str
+    region: str
+    connection_arn: str
+    #: ``owner/name`` of the repository the connection reads.
+    repository: str
+    #: The branch the pipeline builds (default: the config's ``default_branch``).
+    branch: str
+    load_test: LoadTestThresholds
+
+    @property
+    def placeholder_account(self) -> bool:
+        return self.account in PLACEHOLDER_ACCOUNTS
+
+
 #: Tags on every stack of an ephemeral (branch) stage. The sweeper (``sweeper/``) removes a stack
 #: only when it carries both and its name starts with ``<project>-br-``; it counts the TTL from the
 #: stack's last update (synth stays deterministic: no date in any template).
@@ -279,6 +320,8 @@ class AppConfig:
     cost_center: str
     default_branch: str
     environments: Mapping[str, EnvironmentConfig]
+    #: The promotion pipeline; None: no pipeline stack.
+    delivery: DeliveryConfig | None = None
     branch_environments: BranchEnvironmentsConfig = field(default_factory=BranchEnvironmentsConfig)
 
     def stages_for_branch(self, branch: str) -> list[StageConfig]:
@@ -786,6 +829,74 @@ def _id_list(
     return tuple(value)
 
 
+_DELIVERY_KEYS = ("account", "region", "connection_arn", "repository", "branch", "load_test")
+_LOAD_TEST_KEYS = ("p99_latency_ms", "max_error_rate", "rate_per_second", "duration_seconds")
+
+
+def _parse_delivery(
+    section: _Section, default_branch: str, regions: frozenset[str]
+) -> DeliveryConfig:
+    account = str(
+        section.check(
+            "account",
+            lambda v: isinstance(v, str) and _ACCOUNT.fullmatch(v) is not None,
+            "expected the tooling account's 12-digit AWS account id, as a string",
+        )
+    )
+    region = str(
+        section.check(
+            "region",
+            lambda v: isinstance(v, str) and v in regions,
+            "expected an AWS region name like us-east-1 or eu-west-1",
+        )
+    )
+    connection_arn = str(
+        section.check(
+            "connection_arn",
+            lambda v: (
+                isinstance(v, str)
+                and (match := _CONNECTION_ARN.fullmatch(v)) is not None
+                and match["region"] in regions
+            ),
+            "expected arn:aws:codeconnections:REGION:ACCOUNT:connection/ID (or the older "
+            "codestar-connections service prefix) with a 12-digit account and a UUID id",
+        )
+    )
+    repository = section.string(
+        "repository",
+        re.compile(rf"^{_REPOSITORY.pattern}$", re.ASCII),
+        "expected owner/name of the repository the connection reads, like my-org/mlops",
+    )
+    branch = section.check(
+        "branch",
+        lambda v: isinstance(v, str) and 0 < len(v) <= 256 and v.strip() == v,
+        "expected a git branch name (or omit it: the default_branch)",
+        default_branch,
+    )
+    lt = section.section("load_test", _LOAD_TEST_KEYS, {})
+    load_test = LoadTestThresholds(
+        p99_latency_ms=lt.positive_int("p99_latency_ms", 1000, maximum=600000),
+        max_error_rate=float(
+            lt.check(
+                "max_error_rate",
+                _is_threshold,
+                "expected a finite number in [0, 1]: the share of failed requests allowed",
+                0.01,
+            )
+        ),
+        rate_per_second=lt.positive_int("rate_per_second", 20, maximum=10000),
+        duration_seconds=lt.positive_int("duration_seconds", 120, maximum=3600),
+    )
+    return DeliveryConfig(
+        account=account,
+        region=region,
+        connection_arn=connection_arn,
+        repository=repository,
+        branch=str(branch),
+        load_test=load_test,
+    )
+
+
 _BRANCH_ENVIRONMENTS_KEYS = ("deploy_role_arn", "github_repository", "ttl_days", "sweeper_schedule")
 
 
@@ -843,6 +954,7 @@ def load_config(context: Mapping[str, Any] | None) -> AppConfig:
             "cost_center",
             "default_branch",
             "environments",
+            "delivery",
             "branch_environments",
         ),
     )
@@ -870,12 +982,18 @@ def load_config(context: Mapping[str, Any] | None) -> AppConfig:
     environments = {}
     for name in ENVIRONMENTS:
         environments[name] = _parse_environment(envs.key(name), name, envs.get(name), regions)
+    delivery = None
+    if root.get("delivery", None) is not None:
+        delivery = _parse_delivery(
+            root.section("delivery", _DELIVERY_KEYS), str(default_branch), regions
+        )
     return AppConfig(
         project=project,
         owner=str(owner),
         cost_center=str(cost_center),
         default_branch=str(default_branch),
         environments=environments,
+        delivery=delivery,
         branch_environments=_parse_branch_environments(
             root.section("branch_environments", _BRANCH_ENVIRONMENTS_KEYS, {}),
             environments["dev"].account,

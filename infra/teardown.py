@@ -5,6 +5,11 @@ and the pipeline registers model versions, which block deleting the Model Packag
 ephemeral (branch) stages are ever touched: shared stages keep their models and endpoints.
 
 ``python -m infra.teardown --branch feat/x [--yes]``
+
+``make destroy`` runs this before ``cdk destroy``: on the default branch (or ``--branch`` naming it)
+there is no branch stage, and the command refuses in one line, exit status 2, naming the shared
+stage (``--env``) that ``cdk destroy`` would otherwise have removed. Shared stages change through
+the promotion pipeline (README "Promote"), never by a laptop's destroy.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from infra.app_builder import current_git_branch, load_cdk_json_context, resolve_branch
-from infra.config import CONTEXT_KEY, ConfigError, StageConfig, StageKind, load_config
+from infra.config import (
+    CONTEXT_KEY,
+    ENVIRONMENTS,
+    ConfigError,
+    StageConfig,
+    StageKind,
+    load_config,
+)
 
 
 def _paged(
@@ -75,25 +87,36 @@ def teardown(sagemaker: Any, stage: StageConfig, log: Callable[[str], None] = pr
     return deleted
 
 
+def shared_stage_refusal(stage: StageConfig) -> str:
+    """The one line ``make destroy`` prints when it would hit a shared stage."""
+    return (
+        f"refusing to destroy {stage.stage_id}: dev, staging and prod are shared stages of the "
+        f"default branch {stage.branch!r}; make destroy removes branch stages only "
+        "(make destroy BRANCH=feat/x)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--branch", default=None)
+    parser.add_argument(
+        "--env", default="dev", choices=ENVIRONMENTS, help="the shared stage make targets"
+    )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     args = parser.parse_args(argv)
     try:
         config = load_config(load_cdk_json_context().get(CONTEXT_KEY))
         branch = resolve_branch(args.branch, config, current_git_branch())
-        stages = [s for s in config.stages_for_branch(branch) if s.kind is StageKind.EPHEMERAL]
+        all_stages = config.stages_for_branch(branch)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
+    stages = [s for s in all_stages if s.kind is StageKind.EPHEMERAL]
     if not stages:
-        print(
-            f"teardown: branch {branch!r} has no ephemeral stage; shared stages are kept",
-            file=sys.stderr,
-        )
+        shared = next(s for s in all_stages if s.env_name == args.env)
+        print(shared_stage_refusal(shared), file=sys.stderr)
         return 2
     stage = stages[0]
     if not args.yes:
