@@ -158,6 +158,7 @@ class ModelBuildPipeline(Construct):
                 approval_threshold=environment.model_approval_threshold,
                 subnet_ids=vpc.subnet_ids if vpc else (),
                 security_group_ids=vpc.security_group_ids if vpc else (),
+                monitoring_backend=environment.monitoring.backend,
             )
         )
         self.pipeline = sagemaker.CfnPipeline(
