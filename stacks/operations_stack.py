@@ -22,13 +22,19 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from deployment.infrastructure import DATA_CAPTURE_PREFIX
+from deployment.workflow import VARIANT_NAME
 from infra.compliance import acknowledge, skip_checkov
 from infra.config import StageConfig
 from infra.naming import EVENT_RULE_MAX, SNS_MAX, SQS_MAX, Naming
 from infra.service_roles import role_for_source
 from ingestion.infrastructure import CURATED_PREFIX, Ingestion
+from monitoring.infrastructure import DriftJobMonitoring
+from pipelines.model_build.infrastructure import PIPELINE_PREFIX
 from retraining.infrastructure import Retraining
 
+#: Where drift runs keep their manifest and report: <prefix><endpoint>/<job name>/.
+DRIFT_REPORT_PREFIX = "drift-reports/"
 PIPELINE_STATUS_DETAIL_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
 #: The statuses an operator must hear about (``Succeeded`` and ``Executing`` are routine).
 PIPELINE_ALERT_STATUSES = ("Failed", "Stopped")
@@ -271,5 +277,45 @@ class OperationsStack(cdk.Stack):
                 "RetrainingStateMachineArn",
                 value=self.retraining.state_machine.state_machine_arn,
             )
+        self._add_monitoring(config, key, artifacts_bucket, pipeline_name)
         cdk.CfnOutput(self, "OperationsTopicArn", value=self.topic.topic_arn)
         cdk.CfnOutput(self, "OperationsDeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
+
+    def _add_monitoring(
+        self, config: StageConfig, key: kms.IKey, artifacts_bucket: s3.IBucket, pipeline_name: str
+    ) -> None:
+        """The endpoint's monitoring backend, as ``monitoring.backend`` says (README
+        "Monitoring"): ``drift_job`` here; ``model_monitor`` (SageMaker Model Monitor's job
+        definitions and schedule) is wired by its own construct; ``off`` builds nothing."""
+        settings = config.environment.monitoring
+        naming = config.naming
+        self.drift_monitoring: DriftJobMonitoring | None = None
+        if settings.backend == "drift_job":
+            self.drift_monitoring = DriftJobMonitoring(
+                self,
+                "DriftMonitoring",
+                naming=naming,
+                endpoint_name=naming.endpoint,
+                variant_name=VARIANT_NAME,
+                artifacts_bucket=artifacts_bucket,
+                key=key,
+                capture_prefix=DATA_CAPTURE_PREFIX,
+                report_prefix=DRIFT_REPORT_PREFIX,
+                baseline_prefix=f"{PIPELINE_PREFIX}/{pipeline_name}/",
+                model_package_group_name=naming.model_package_group,
+                # The deployment workflow's model and endpoint-config names: <stage>-deploy-...
+                model_name_prefix=naming.resource("deploy", 40),
+                schedule_expression=settings.schedule,
+                window_hours=settings.window_hours,
+                instance_type=config.environment.sizing.processing_instance_type,
+                topic=self.topic,
+                log_retention_days=config.environment.retention.log_days,
+                removal_policy=(
+                    cdk.RemovalPolicy.DESTROY if config.is_ephemeral else cdk.RemovalPolicy.RETAIN
+                ),
+            )
+            cdk.CfnOutput(
+                self,
+                "DriftStateMachineArn",
+                value=self.drift_monitoring.state_machine.state_machine_arn,
+            )

@@ -165,12 +165,23 @@ def write_metric_data(path: Path, namespace: str, datums: Sequence[dict[str, Any
 def read_metric_data(path: Path) -> tuple[str, list[dict[str, Any]]]:
     """The namespace and datums of a ``metric_data.json`` (timestamps back to datetimes)."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise MetricsError(f"{path}: not a metric data file ({exc})") from None
+    return parse_metric_data(text, str(path))
+
+
+def parse_metric_data(text: str | bytes, source: str) -> tuple[str, list[dict[str, Any]]]:
+    """:func:`read_metric_data` of a document's text (e.g. an S3 object's body)."""
+    try:
+        document = json.loads(text)
         namespace = validate_namespace(str(document["Namespace"]))
         datums = [
             {**d, "Timestamp": datetime.fromisoformat(str(d["Timestamp"]))}
             for d in document["MetricData"]
         ]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise MetricsError(f"{path}: not a metric data file ({exc})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MetricsError(f"{source}: not a metric data file ({exc})") from None
+    if not datums or any(d["Timestamp"].tzinfo is None for d in datums):
+        raise MetricsError(f"{source}: no datums, or a timestamp without a time zone")
     return namespace, datums

@@ -296,6 +296,8 @@ def test_retraining_disabled_in_config_builds_none_of_it() -> None:
         config.environment,
         account=ACCOUNT,
         retraining=dataclasses.replace(config.environment.retraining, enabled=False),
+        # The drift job has its own schedule (tests/monitoring): off, to count retraining's.
+        monitoring=dataclasses.replace(config.environment.monitoring, backend="off"),
     )
     config = dataclasses.replace(config, environment=environment)
     env = cdk.Environment(account=ACCOUNT, region=REGION)
