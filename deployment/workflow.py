@@ -43,8 +43,12 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import InstanceEndpoint, ServerlessEndpoint
+from pipelines.model_build.model_code import data_capture
 
 VARIANT_NAME = "AllTraffic"
+#: Share of requests captured: SageMaker's DataCaptureConfig on instance endpoints, the inference
+#: handler's own capture (``data_capture.py``) on serverless ones, which support no data capture.
+CAPTURE_SAMPLING_PERCENT = 100
 #: Endpoint tags the plan step reads (== lambdas/deploy_plan/handler.py's *_TAG constants).
 PACKAGE_TAG = "model-package-arn"
 VERSION_TAG = "model-package-version"
@@ -588,7 +592,7 @@ class DeploymentWorkflow(Construct):
             {
                 "ModelName.$": "$.plan.modelName",
                 "ExecutionRoleArn": s.execution_role_arn,
-                "PrimaryContainer": {"ModelPackageName.$": "$.plan.packageArn"},
+                "PrimaryContainer": self._primary_container(),
                 "Tags": self._tags(),
             },
             [s.iam.models],
@@ -843,6 +847,20 @@ class DeploymentWorkflow(Construct):
         plan.next(route)
         return plan
 
+    def _primary_container(self) -> dict[str, Any]:
+        """The approved package; on serverless endpoints, the handler's capture settings too."""
+        container: dict[str, Any] = {"ModelPackageName.$": "$.plan.packageArn"}
+        if isinstance(self.s.sizing, ServerlessEndpoint):
+            container["Environment"] = {
+                data_capture.ENV_S3_URI: self.s.data_capture_uri,
+                data_capture.ENV_ENDPOINT: self.s.endpoint_name,
+                data_capture.ENV_VARIANT: VARIANT_NAME,
+                data_capture.ENV_SAMPLING: str(CAPTURE_SAMPLING_PERCENT),
+                data_capture.ENV_KMS_KEY: self.s.key_arn,
+                data_capture.ENV_REGION: cdk.Stack.of(self).region,
+            }
+        return container
+
     def _endpoint_config_parameters(self) -> dict[str, Any]:
         s = self.s
         sizing = s.sizing
@@ -853,7 +871,8 @@ class DeploymentWorkflow(Construct):
             "Tags": self._tags(),
         }
         if isinstance(sizing, ServerlessEndpoint):
-            # Serverless endpoints support neither data capture nor a storage-volume KMS key.
+            # Serverless endpoints support neither data capture nor a storage-volume KMS key:
+            # the inference handler captures (CreateModel's Environment, _primary_container).
             variant["ServerlessConfig"] = {
                 "MemorySizeInMB": sizing.memory_mb,
                 "MaxConcurrency": sizing.max_concurrency,
@@ -869,7 +888,7 @@ class DeploymentWorkflow(Construct):
         parameters["KmsKeyId"] = s.key_arn
         parameters["DataCaptureConfig"] = {
             "EnableCapture": True,
-            "InitialSamplingPercentage": 100,
+            "InitialSamplingPercentage": CAPTURE_SAMPLING_PERCENT,
             "DestinationS3Uri": s.data_capture_uri,
             "KmsKeyId": s.key_arn,
             "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],

@@ -27,6 +27,7 @@ from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.responses import SageMakerResponse
 
 from lambdas.deploy_trigger import handler as trigger
+from pipelines.model_build.model_code.data_capture import CaptureConfig
 
 GOOD = {"predictions": [{"score": 0.97, "label": 1}]}
 PROMOTED = {"promoted-to-prod": "true", "promoted-from": "arn:aws:sagemaker:staging/1"}
@@ -101,8 +102,26 @@ def test_happy_path_creates_the_endpoint_tags_it_and_notifies(
     config = _sagemaker().describe_endpoint_config(EndpointConfigName=config_name)
     (variant,) = config["ProductionVariants"]
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
+    assert not config.get("DataCaptureConfig")  # serverless: SageMaker captures nothing
     model = _sagemaker().describe_model(ModelName=variant["ModelName"])
-    assert model["PrimaryContainer"] == {"ModelPackageName": arn}
+    # ... so the inference handler does (data_capture.py), configured by the model's environment
+    assert model["PrimaryContainer"] == {
+        "ModelPackageName": arn,
+        "Environment": {
+            "MLOPS_CAPTURE_S3_URI": f"s3://{h.bucket}/data-capture/",
+            "MLOPS_CAPTURE_ENDPOINT_NAME": endpoint,
+            "MLOPS_CAPTURE_VARIANT_NAME": "AllTraffic",
+            "MLOPS_CAPTURE_SAMPLING_PERCENT": "100",
+            "MLOPS_CAPTURE_KMS_KEY_ID": h.key_arn,
+            "MLOPS_CAPTURE_REGION": REGION,
+        },
+    }
+    capture = CaptureConfig.from_environment(model["PrimaryContainer"]["Environment"])
+    assert capture is not None  # the handler accepts it: same layout as SageMaker's capture
+    assert (capture.bucket, capture.key_prefix()) == (
+        h.bucket,
+        f"data-capture/{endpoint}/AllTraffic",
+    )
     assert _endpoint_tags(endpoint)["model-package-arn"] == arn
     (notice,) = h.notifications()
     assert notice["status"] == "SUCCEEDED"
@@ -283,6 +302,9 @@ def test_prod_first_deploy_captures_data_and_autoscales(
     capture = config["DataCaptureConfig"]
     assert capture["DestinationS3Uri"] == f"s3://{h.bucket}/data-capture/"
     assert capture["KmsKeyId"] == h.key_arn
+    # SageMaker captures here: the model gets no handler-capture environment.
+    model = _sagemaker().describe_model(ModelName=variant["ModelName"])
+    assert model["PrimaryContainer"] == {"ModelPackageName": arn}
     autoscaling = boto3.client("application-autoscaling", region_name=REGION)
     (target,) = autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")[
         "ScalableTargets"
