@@ -30,6 +30,7 @@ from infra.naming import EVENT_RULE_MAX, SNS_MAX, SQS_MAX, Naming
 from infra.service_roles import role_for_source
 from ingestion.infrastructure import CURATED_PREFIX, Ingestion
 from monitoring.infrastructure import DriftJobMonitoring
+from monitoring.model_monitor import ModelMonitorBackend
 from pipelines.model_build.infrastructure import PIPELINE_PREFIX
 from retraining.infrastructure import Retraining
 
@@ -285,8 +286,9 @@ class OperationsStack(cdk.Stack):
         self, config: StageConfig, key: kms.IKey, artifacts_bucket: s3.IBucket, pipeline_name: str
     ) -> None:
         """The endpoint's monitoring backend, as ``monitoring.backend`` says (README
-        "Monitoring"): ``drift_job`` here; ``model_monitor`` (SageMaker Model Monitor's job
-        definitions and schedule) is wired by its own construct; ``off`` builds nothing."""
+        "Monitoring"): ``drift_job`` (monitoring/infrastructure.py), ``model_monitor``
+        (monitoring/model_monitor.py: SageMaker Model Monitor's job definitions and schedules,
+        made by a Lambda once the endpoint is in service); ``off`` builds nothing."""
         settings = config.environment.monitoring
         naming = config.naming
         self.drift_monitoring: DriftJobMonitoring | None = None
@@ -318,4 +320,29 @@ class OperationsStack(cdk.Stack):
                 self,
                 "DriftStateMachineArn",
                 value=self.drift_monitoring.state_machine.state_machine_arn,
+            )
+        self.model_monitor: ModelMonitorBackend | None = None
+        if settings.backend == "model_monitor":
+            vpc = config.environment.vpc
+            self.model_monitor = ModelMonitorBackend(
+                self,
+                "ModelMonitor",
+                naming=naming,
+                endpoint_name=naming.endpoint,
+                deployment_resource_prefix=naming.resource("deploy", 40),
+                model_package_group_name=naming.model_package_group,
+                pipeline_name=pipeline_name,
+                key=key,
+                artifacts_bucket=artifacts_bucket,
+                schedule_expression=settings.schedule,
+                window_hours=settings.window_hours,
+                instance_type=config.environment.sizing.processing_instance_type,
+                log_retention_days=config.environment.retention.log_days,
+                removal_policy=(
+                    cdk.RemovalPolicy.DESTROY if config.is_ephemeral else cdk.RemovalPolicy.RETAIN
+                ),
+                ground_truth_s3_uri=settings.ground_truth_s3_uri,
+                dead_letter_queue=self.dead_letter_queue,
+                subnet_ids=vpc.subnet_ids if vpc else (),
+                security_group_ids=vpc.security_group_ids if vpc else (),
             )
