@@ -349,13 +349,9 @@ def ensure_schedule(sm: Any, settings: Settings, kind: str, definition: str) -> 
         "MonitoringJobDefinitionName": definition,
         "MonitoringType": kind,
     }
-    if kind == DATA_QUALITY:  # the window each run analyses (at most 24 hours)
-        config["ScheduleConfig"].update(
-            {
-                "DataAnalysisStartTime": f"-PT{settings.window_hours}H",
-                "DataAnalysisEndTime": "-PT0H",
-            }
-        )
+    # No DataAnalysisStartTime/EndTime: the SDK documents them for one-time (NOW) schedules
+    # only; the schedule's period decides what a recurring data-quality run analyses. The
+    # configured window applies to model quality (the endpoint input's time offsets).
     try:
         current = sm.describe_monitoring_schedule(MonitoringScheduleName=name)
     except ClientError as error:

@@ -155,11 +155,7 @@ def schedule(config: dict[str, Any]) -> dict[str, Any]:
 
 def schedule_config(definition: str, settings: h.Settings = SETTINGS) -> dict[str, Any]:
     return {
-        "ScheduleConfig": {
-            "ScheduleExpression": settings.schedule_expression,
-            "DataAnalysisStartTime": f"-PT{settings.window_hours}H",
-            "DataAnalysisEndTime": "-PT0H",
-        },
+        "ScheduleConfig": {"ScheduleExpression": settings.schedule_expression},
         "MonitoringJobDefinitionName": definition,
         "MonitoringType": "DataQuality",
     }
@@ -400,6 +396,11 @@ def test_ground_truth_adds_a_model_quality_definition_and_schedule(
     assert job_input["GroundTruthS3Input"] == {"S3Uri": WITH_GROUND_TRUTH.ground_truth_s3_uri}
     assert job_input["EndpointInput"]["ProbabilityAttribute"] == "predictions[0].score"
     assert job_input["EndpointInput"]["ProbabilityThresholdAttribute"] == 0.5
+    window = f"-PT{WITH_GROUND_TRUTH.window_hours}H"
+    assert (
+        job_input["EndpointInput"]["StartTimeOffset"],
+        job_input["EndpointInput"]["EndTimeOffset"],
+    ) == (window, "-PT0H")
     assert created["StoppingCondition"]["MaxRuntimeInSeconds"] <= 1800
     schedules = sent(harness, "CreateMonitoringSchedule")
     assert [s["MonitoringScheduleConfig"]["MonitoringType"] for s in schedules] == [
