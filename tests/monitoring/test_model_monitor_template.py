@@ -27,6 +27,7 @@ from infra.cfn_hygiene import drop_redundant_role_dependencies
 from infra.compliance import Finding, findings
 from infra.config import CONTEXT_KEY, MonitoringConfig, StageConfig, load_config
 from monitoring.model_monitor import ModelMonitorBackend, analyzer_image_uri
+from stacks.model_build_stack import ModelBuildStack
 from stacks.operations_stack import OperationsStack
 from stacks.stateful_stack import StatefulStack
 
@@ -44,6 +45,7 @@ class Built:
     doc: dict[str, Any]
     findings: list[Finding]
     path: Path
+    model_build_path: Path
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +73,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         state=StatePolicy(removal_policy=cdk.RemovalPolicy.RETAIN, auto_delete_objects=False),
     )
     lake = stateful.lake
+    model_build = ModelBuildStack(
+        stage,
+        "ModelBuild",
+        config=config,
+        key=lake.key,
+        raw_bucket=lake.raw_bucket,
+        artifacts_bucket=lake.artifacts_bucket,
+        model_package_group_name=stateful.registry.group_name,
+    )
     stack = OperationsStack(
         stage,
         "Operations",
@@ -82,16 +93,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         etl_job_name=lake.etl_job_name,
         crawler_name=str(lake.crawler.name),
         database_name=lake.database_name,
-        pipeline_name=config.naming.pipeline,
+        pipeline_name=model_build.model_build.pipeline_name,
     )
     backend = stack.model_monitor
     assert backend is not None and stack.drift_monitoring is None
     drop_redundant_role_dependencies(stage)  # as infra/stages.py does for every stage
-    gate = [f for f in findings(stage) if "/Operations/" in f.resource]
+    gate = [
+        f for f in findings(stage) if "/Operations/" in f.resource or "/ModelBuild/" in f.resource
+    ]
     template = Template.from_stack(stack)
     assembly = stage.synth()
     path = Path(assembly.get_stack_artifact(stack.artifact_id).template_full_path)
-    return Built(config, backend, template, dict(template.to_json()), gate, path)
+    model_build_path = Path(assembly.get_stack_artifact(model_build.artifact_id).template_full_path)
+    return Built(config, backend, template, dict(template.to_json()), gate, path, model_build_path)
 
 
 def resources(built: Built, kind: str) -> dict[str, Any]:
@@ -111,7 +125,7 @@ def test_no_unacknowledged_nag_findings(built: Built) -> None:
 def test_cfn_lint_reports_nothing(built: Built) -> None:
     result = subprocess.run(
         [str(Path(sys.executable).parent / "cfn-lint"), "--non-zero-exit-code", "informational",
-         "--", str(built.path)],
+         "--", str(built.path), str(built.model_build_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -260,3 +274,24 @@ def test_other_states_and_endpoints_do_not_match(
 
 def test_the_documented_event_as_is_does_not_match(built: Built, deliver: Any) -> None:
     assert deliver(json.loads(FIXTURE.read_text())) is False  # endpoint "MyEndpoint"
+
+
+# ---- the model-build stack of a model_monitor stage --------------------------------------------
+
+
+def test_the_stage_pipeline_computes_the_model_monitor_baseline(built: Built) -> None:
+    template = json.loads(built.model_build_path.read_text())
+    (pipeline,) = [
+        r for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::Pipeline"
+    ]
+    body = json.dumps(pipeline["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"])
+    assert '\\"Type\\": \\"QualityCheck\\"' in body and "CalculatedBaselineStatistics" in body
+    # The pipeline role may pull the analyzer image the check step runs.
+    pulls = [
+        statement
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::IAM::Policy"
+        for statement in r["Properties"]["PolicyDocument"]["Statement"]
+        if statement.get("Sid") == "PullJobImages"
+    ]
+    assert any("sagemaker-model-monitor-analyzer" in json.dumps(s) for s in pulls)

@@ -30,9 +30,10 @@ from tests.botocore_shapes import validate
 from tests.pipelines.test_definition import no_network
 from tests.pipelines.test_job_arguments import BASE, EXECUTION_ID, Execution, all_steps
 
-MM = replace(BASE, monitoring_backend="model_monitor")
-MM_TUNING_VPC = replace(
-    MM,
+#: One model_monitor variant (each render costs seconds): tuning, spot and a VPC on top.
+MM = replace(
+    BASE,
+    monitoring_backend="model_monitor",
     hyperparameter_tuning=True,
     spot_training=True,
     subnet_ids=("subnet-0123456789abcdef0",),
@@ -72,11 +73,9 @@ def rendered() -> dict[str, str]:
     attempts: list[str] = []
     with no_network(attempts):
         texts = {
-            "default": d.build_definition(BASE),
-            "drift_job": d.build_definition(replace(BASE, monitoring_backend="drift_job")),
+            "drift_job": d.build_definition(BASE),  # the field's default: drift_job
             "off": d.build_definition(replace(BASE, monitoring_backend="off")),
             "model_monitor": d.build_definition(MM),
-            "model_monitor_tuning_vpc": d.build_definition(MM_TUNING_VPC),
         }
     assert attempts == []  # the check step's image resolved offline, nothing uploaded
     return texts
@@ -99,7 +98,8 @@ def check_step(doc: dict[str, Any]) -> dict[str, Any]:
 def test_drift_job_and_off_render_the_definition_without_the_field(
     rendered: dict[str, str],
 ) -> None:
-    assert rendered["drift_job"] == rendered["default"] == rendered["off"]
+    assert BASE.monitoring_backend == "drift_job"
+    assert rendered["drift_job"] == rendered["off"]
     doc = json.loads(rendered["drift_job"])
     assert all_steps(doc)[c.BASELINE_STEP]["Type"] == "Processing"
     assert "QualityCheck" not in rendered["drift_job"]
@@ -147,13 +147,16 @@ def test_the_check_step_baselines_the_training_features_with_model_monitor(
     assert image.endswith("/sagemaker-model-monitor-analyzer")
 
 
-def test_the_check_job_is_encrypted_isolated_and_execution_scoped(
-    mm_doc: dict[str, Any], rendered: dict[str, str]
-) -> None:
+def test_the_check_job_is_encrypted_isolated_and_execution_scoped(mm_doc: dict[str, Any]) -> None:
     args = check_step(mm_doc)["Arguments"]
     assert args["ProcessingOutputConfig"]["KmsKeyId"] == BASE.kms_key_arn
     assert args["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == BASE.kms_key_arn
-    assert args["NetworkConfig"] == {
+    network = dict(args["NetworkConfig"])
+    assert network.pop("VpcConfig") == {
+        "SecurityGroupIds": list(MM.security_group_ids),
+        "Subnets": list(MM.subnet_ids),
+    }
+    assert network == {
         "EnableNetworkIsolation": True,
         "EnableInterContainerTrafficEncryption": True,
     }
@@ -163,11 +166,6 @@ def test_the_check_job_is_encrypted_isolated_and_execution_scoped(
     assert {"Get": "Execution.PipelineExecutionId"} in joined
     assert joined[-2:] == [c.BASELINE_STEP, d.MODEL_MONITOR_BASELINE_OUTPUT]
     assert check_step(mm_doc)["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
-    vpc_args = check_step(json.loads(rendered["model_monitor_tuning_vpc"]))["Arguments"]
-    assert vpc_args["NetworkConfig"]["VpcConfig"] == {
-        "SecurityGroupIds": list(MM_TUNING_VPC.security_group_ids),
-        "Subnets": list(MM_TUNING_VPC.subnet_ids),
-    }
 
 
 def test_preprocess_writes_the_features_only_for_model_monitor(mm_doc: dict[str, Any]) -> None:
@@ -178,11 +176,9 @@ def test_preprocess_writes_the_features_only_for_model_monitor(mm_doc: dict[str,
     assert container_args[-2:] == ["--features-dir", d.BASELINE_FEATURES_DIR]
 
 
-@pytest.mark.parametrize("variant", ["model_monitor", "model_monitor_tuning_vpc"])
-def test_job_and_registration_requests_are_valid_for_botocore(
-    rendered: dict[str, str], variant: str
-) -> None:
-    doc = json.loads(rendered[variant])
+def test_job_and_registration_requests_are_valid_for_botocore(mm_doc: dict[str, Any]) -> None:
+    doc = mm_doc
+    assert all_steps(doc)[c.TRAIN_STEP]["Type"] == "Tuning"
     execution = CheckExecution(doc)
     operations = {
         c.BASELINE_STEP: "CreateProcessingJob",
