@@ -151,6 +151,15 @@ class ModelMonitorBackend(Construct):
         artifacts_bucket.grant_read(self.role, f"pipelines/{pipeline_name}/*")
         artifacts_bucket.grant_read_write(self.role, f"{OUTPUT_PREFIX}/*")
         key.grant_encrypt_decrypt(self.role)
+        # The schedule's processing jobs run as this role: SageMaker creates grants on the key to
+        # encrypt their volumes (as for the pipeline's jobs).
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["kms:CreateGrant"],
+                resources=[key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
+        )
         ground_truth_resource = None
         if ground_truth_s3_uri:
             bucket_name, key_prefix = _s3_location(ground_truth_s3_uri)

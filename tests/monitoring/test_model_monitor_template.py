@@ -201,6 +201,8 @@ def test_the_job_role_is_trusted_by_sagemaker_and_scoped(built: Built) -> None:
     assert "/data-capture/" + built.config.naming.endpoint + "/*" in text
     assert "/monitoring/model-monitor/*" in text
     assert "mlops-staging-labels" in text and "ground-truth/*" in text
+    grants = [s for s in statements if s["Action"] == "kms:CreateGrant"]
+    assert grants[0]["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
     metrics = [s for s in statements if s["Action"] == "cloudwatch:PutMetricData"]
     assert metrics[0]["Condition"]["StringEquals"]["cloudwatch:namespace"] == [
         "aws/sagemaker/Endpoints/data-metrics",
