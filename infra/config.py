@@ -280,6 +280,8 @@ class StageConfig:
     naming: Naming = field(repr=False)
     #: Ephemeral stages only: the TTL their ``ephemeral-ttl-days`` tag carries.
     ephemeral_ttl_days: int = DEFAULT_EPHEMERAL_TTL_DAYS
+    #: The shared dev stage only (where branch stages live): the branch sweeper's schedule.
+    sweeper_schedule: str | None = None
 
     @property
     def env_name(self) -> str:
@@ -336,6 +338,9 @@ class AppConfig:
                 kind=StageKind.SHARED,
                 environment=env,
                 naming=Naming(self.project, env.name),
+                sweeper_schedule=(
+                    self.branch_environments.sweeper_schedule if env.name == "dev" else None
+                ),
             )
             for env in (self.environments[name] for name in ENVIRONMENTS)
         ]

@@ -11,11 +11,12 @@ from constructs import Construct
 from data_lake.infrastructure import CURATED_DATASETS_PREFIX, StatePolicy
 from infra.cfn_hygiene import drop_redundant_role_dependencies
 from infra.compliance import STAGE_CHECKOV_SKIPS, acknowledge, apply_checkov_skips
-from infra.config import StageConfig, StageKind
+from infra.config import DEPLOYED_BY_BRANCH_TAG, EPHEMERAL_TTL_TAG, StageConfig, StageKind
 from stacks.deployment_stack import DeploymentStack
 from stacks.model_build_stack import ModelBuildStack
 from stacks.operations_stack import OperationsStack
 from stacks.stateful_stack import StatefulStack
+from sweeper.infrastructure import BranchSweeper
 
 
 class MlopsStage(cdk.Stage):
@@ -103,11 +104,28 @@ class MlopsStage(cdk.Stage):
         )
         self.operations.add_stack_dependency(self.stateful)
         self.operations.add_stack_dependency(self.model_build)
+        if config.sweeper_schedule is not None:  # shared dev: expired branch stages go (sweeper/)
+            BranchSweeper(
+                self.operations,
+                "BranchSweeper",
+                naming=naming,
+                project=config.project,
+                schedule_expression=config.sweeper_schedule,
+                topic=self.operations.topic,
+                key=lake.key,
+                dead_letter_queue=self.operations.dead_letter_queue,
+                log_retention_days=config.environment.retention.log_days,
+                removal_policy=self.removal_policy,
+            )
         drop_redundant_role_dependencies(self)
         apply_checkov_skips(self, STAGE_CHECKOV_SKIPS)  # last: every stack is built
         # Aspects and tags on the App do not reach into a Stage: apply them here.
         for key, value in config.tags.items():
             cdk.Tags.of(self).add(key, value)
+        if config.is_ephemeral:  # on the stacks too: the sweeper reads them with DescribeStacks
+            for stack in (self.stateful, self.model_build, self.deployment, self.operations):
+                for key in (EPHEMERAL_TTL_TAG, DEPLOYED_BY_BRANCH_TAG):
+                    stack.tags.set_tag(key, config.tags[key])
 
 
 class DevStage(MlopsStage):

@@ -10,6 +10,10 @@ ephemeral (branch) stages are ever touched: shared stages keep their models and 
 there is no branch stage, and the command refuses in one line, exit status 2, naming the shared
 stage (``--env``) that ``cdk destroy`` would otherwise have removed. Shared stages change through
 the promotion pipeline (README "Promote"), never by a laptop's destroy.
+
+:func:`teardown_branch_resources` is also what the dev stage's sweeper Lambda runs before it deletes
+an expired branch stage's stacks (``sweeper/``): this module imports no CDK at module level, so the
+Lambda's asset carries it with ``infra/config.py`` and ``infra/naming.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from infra.app_builder import current_git_branch, load_cdk_json_context, resolve_branch
 from infra.config import (
     CONTEXT_KEY,
     ENVIRONMENTS,
@@ -28,6 +31,10 @@ from infra.config import (
     StageKind,
     load_config,
 )
+from infra.naming import Naming
+
+#: Every branch stage's qualifier starts with this (``<project>-br-<slug>``).
+BRANCH_QUALIFIER_PREFIX = "br-"
 
 
 def _paged(
@@ -46,9 +53,18 @@ def teardown(sagemaker: Any, stage: StageConfig, log: Callable[[str], None] = pr
     """Delete the stage's endpoint, endpoint configs, models and model versions. Returns count."""
     if stage.kind is not StageKind.EPHEMERAL:
         raise ValueError(f"{stage.stage_id} is a shared stage: teardown only removes branch stages")
-    prefix = f"{stage.naming.prefix}-"
+    return teardown_branch_resources(sagemaker, stage.naming, log)
+
+
+def teardown_branch_resources(
+    sagemaker: Any, naming: Naming, log: Callable[[str], None] = print
+) -> int:
+    """:func:`teardown` by the stage's names alone (what the sweeper knows from a stack)."""
+    if not naming.qualifier.startswith(BRANCH_QUALIFIER_PREFIX):
+        raise ValueError(f"{naming.prefix} is not a branch stage: teardown only removes those")
+    prefix = f"{naming.prefix}-"
     deleted = 0
-    endpoint = stage.naming.endpoint
+    endpoint = naming.endpoint
     endpoints = {
         e["EndpointName"]
         for e in _paged(sagemaker.list_endpoints, "Endpoints", NameContains=prefix)
@@ -69,7 +85,7 @@ def teardown(sagemaker: Any, stage: StageConfig, log: Callable[[str], None] = pr
                 delete_call(**{name_key: name})
                 log(f"deleted {label} {name}")
                 deleted += 1
-    group = stage.naming.model_package_group
+    group = naming.model_package_group
     try:
         packages = list(
             _paged(
@@ -106,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     args = parser.parse_args(argv)
+    from infra.app_builder import current_git_branch, load_cdk_json_context, resolve_branch
+
     try:
         config = load_config(load_cdk_json_context().get(CONTEXT_KEY))
         branch = resolve_branch(args.branch, config, current_git_branch())
