@@ -74,6 +74,9 @@ class InvocationSigner:
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path:
             raise SigningError(f"endpoint URL {base_url!r}: expected https://HOST[:PORT]")
         self.url = self.base_url + self.path
+        #: Signed and sent as is: what the server checks can't differ by the HTTP client's
+        #: choice of writing a default port or not.
+        self.host = parts.netloc
         self._credentials = credentials
 
     def _frozen(self) -> ReadOnlyCredentials:
@@ -83,14 +86,14 @@ class InvocationSigner:
         return credentials
 
     def headers(self, body: bytes, content_type: str, accept: str = "application/json") -> Any:
-        """The headers to send with ``body``: Content-Type, Accept, X-Amz-Date, Authorization
-        (AWS4-HMAC-SHA256 over host, content type, date, payload hash) and, with session
+        """The headers to send with ``body``: Host, Content-Type, Accept, X-Amz-Date,
+        Authorization (AWS4-HMAC-SHA256 over them and the payload hash) and, with session
         credentials, X-Amz-Security-Token."""
         request = AWSRequest(
             method="POST",
             url=self.url,
             data=body,
-            headers={"Content-Type": content_type, "Accept": accept},
+            headers={"Host": self.host, "Content-Type": content_type, "Accept": accept},
         )
         SigV4Auth(self._frozen(), SIGNING_SERVICE, self.region).add_auth(request)
         return dict(request.headers.items())

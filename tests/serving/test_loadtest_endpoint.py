@@ -188,6 +188,8 @@ def test_signed_headers_carry_the_sagemaker_scope_date_and_session_token() -> No
     )
     assert headers["X-Amz-Security-Token"] == TOKEN
     assert (headers["Content-Type"], headers["Accept"]) == ("text/csv", "application/json")
+    assert headers["Host"] == f"runtime.sagemaker.{REGION}.amazonaws.com"
+    assert "host;" in headers["Authorization"]  # signed
     assert verify("POST", signer.url, headers, body, credentials) is None
     # the verifier is not a rubber stamp: another body, region or secret fails it
     assert verify("POST", signer.url, headers, b"9.0\n", credentials) == "signature does not match"
