@@ -476,12 +476,22 @@ class DriftJobMonitoring(Construct):
             ),
         )
         machine_role = self.state_machine.role
-        # CreateProcessingJob only for this workflow's job names, and only isolated.
+        # CreateProcessingJob only for this workflow's job names, only network-isolated and
+        # only with the stage key on the volume and the output (SageMaker's condition keys).
         machine_role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["sagemaker:CreateProcessingJob"],
                 resources=[job_arn_pattern],
-                conditions={"Bool": {"sagemaker:NetworkIsolation": "true"}},
+                conditions={
+                    "Bool": {
+                        "sagemaker:NetworkIsolation": "true",
+                        "sagemaker:InterContainerTrafficEncryption": "true",
+                    },
+                    "StringEquals": {
+                        "sagemaker:VolumeKmsKey": key.key_arn,
+                        "sagemaker:OutputKmsKey": key.key_arn,
+                    },
+                },
             )
         )
         machine_role.add_to_principal_policy(

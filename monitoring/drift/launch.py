@@ -175,6 +175,7 @@ def prepare(event: dict[str, Any], *, sagemaker: Any, s3: Any) -> dict[str, Any]
     return {
         "run": True,
         "jobName": name,
+        "endpointName": endpoint,
         **window_text,
         "modelPackageArn": package_arn,
         "referenceUri": reference,
