@@ -15,7 +15,9 @@ promotion pipeline, when ``delivery`` is configured):
   registers the variant with Application Auto Scaling); serverless endpoints, Glue, Lambda, Step
   Functions, EventBridge and Scheduler need none;
 
-and, with ``delivery``, that its CodeConnections connection is ``AVAILABLE``.
+and, with ``delivery``, that its CodeConnections connection is ``AVAILABLE``; with
+``branch_environments.deploy_role_arn``, that the dev account has GitHub's OIDC provider and the
+role, trusting it only for ``branch_environments.github_repository`` (a ``sub`` condition).
 
 An account other than the one of your credentials is read through the bootstrap's lookup role
 (``cdk-hnb659fds-lookup-role-ACCOUNT-REGION``, read-only, trusted by ``cdk bootstrap --trust``
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -53,6 +56,7 @@ AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 #: Bootstrap roles a pipeline in the tooling account assumes in a stage account.
 TRUSTING_ROLES = ("deploy-role", "file-publishing-role")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 
 
 class NoCredentials(RuntimeError):
@@ -281,6 +285,74 @@ def check_autoscaling_role(iam: Any, target: Target, result: Result) -> None:
     result.ok(target.where, f"service-linked role {AUTOSCALING_SLR} exists")
 
 
+def _string_values(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def check_github_role(
+    iam: Any, target: Target, role_arn: str, repository: str | None, result: Result
+) -> None:
+    """The branch workflows' OIDC role: GitHub's provider in the account, the role, and its
+    trust limited to this repository's tokens."""
+    provider = f"arn:aws:iam::{target.account}:oidc-provider/{GITHUB_OIDC_HOST}"
+    guide = "README 'The OIDC role'"
+    try:
+        iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider)
+    except iam.exceptions.NoSuchEntityException:
+        result.missing(
+            target.where,
+            "GitHub's OIDC provider is not in this account: the branch workflows cannot sign in",
+            f"aws iam create-open-id-connect-provider --url https://{GITHUB_OIDC_HOST} "
+            "--client-id-list sts.amazonaws.com",
+        )
+    name = role_arn.rsplit("/", 1)[-1]
+    try:
+        document = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+    except iam.exceptions.NoSuchEntityException:
+        result.missing(
+            target.where,
+            f"the branch workflows' role {role_arn} does not exist",
+            f"aws iam create-role --role-name {name} --assume-role-policy-document "
+            f"file://trust.json ({guide})",
+        )
+        return
+    if isinstance(document, str):
+        document = json.loads(unquote(document))
+    subjects: list[str] = []
+    federated = False
+    for statement in document.get("Statement", []):
+        principal = statement.get("Principal", {})
+        if statement.get("Effect") != "Allow" or provider not in _string_values(
+            principal.get("Federated") if isinstance(principal, dict) else None
+        ):
+            continue
+        federated = True
+        for operator, conditions in statement.get("Condition", {}).items():
+            if operator in ("StringEquals", "StringLike"):
+                subjects += _string_values(conditions.get(f"{GITHUB_OIDC_HOST}:sub"))
+    # repo:OWNER/NAME:... with no wildcard in the repository (and this one when configured)
+    one_repo = re.compile(
+        rf"repo:{re.escape(repository)}:" if repository else r"repo:[^*:/]+/[^*:]+:"
+    )
+    if not federated:
+        result.missing(
+            target.where,
+            f"{name} does not trust GitHub's OIDC provider",
+            f"aws iam update-assume-role-policy --role-name {name} --policy-document "
+            f"file://trust.json ({guide})",
+        )
+    elif not subjects or not all(one_repo.match(s) for s in subjects):
+        result.missing(
+            target.where,
+            f"{name} trusts GitHub tokens beyond {repository or 'one repository'} "
+            f"(its {GITHUB_OIDC_HOST}:sub condition is {subjects or 'missing'})",
+            f"aws iam update-assume-role-policy --role-name {name} --policy-document "
+            f"file://trust.json ({guide}: sub repo:{repository or 'OWNER/NAME'}:ref:refs/heads/*)",
+        )
+    else:
+        result.ok(target.where, f"{name} trusts GitHub's OIDC tokens of {', '.join(subjects)}")
+
+
 def check_connection(connections: Any, connection_arn: str, result: Result) -> None:
     region = connection_arn.split(":")[3]
     where = f"{connection_arn.split(':')[4]}/{region}"
@@ -375,6 +447,15 @@ def preflight(
                 check_trust(iam, target, delivery.account, fix, result)
             if target.needs_autoscaling_role:
                 check_autoscaling_role(iam, target, result)
+            branches = config.branch_environments
+            dev = config.environments["dev"]
+            if branches.deploy_role_arn and (target.account, target.region) == (
+                dev.account,
+                dev.region,
+            ):
+                check_github_role(
+                    iam, target, branches.deploy_role_arn, branches.github_repository, result
+                )
         except Exception as error:  # cannot reach or read the account: say so, go on
             code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
             result.missing(

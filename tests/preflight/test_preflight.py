@@ -98,6 +98,35 @@ class Accounts:
                 AssumeRolePolicyDocument=trust(account, *trusted),
             )
 
+    def github_role(
+        self, account: str, subject: str | None = "repo:my-org/mlops:ref:refs/heads/*"
+    ) -> None:
+        iam = self.client("iam", account, REGION)
+        provider = iam.create_open_id_connect_provider(
+            Url=f"https://{pf.GITHUB_OIDC_HOST}", ClientIDList=["sts.amazonaws.com"]
+        )["OpenIDConnectProviderArn"]
+        condition: dict[str, Any] = {
+            "StringEquals": {f"{pf.GITHUB_OIDC_HOST}:aud": "sts.amazonaws.com"}
+        }
+        if subject is not None:
+            condition["StringLike"] = {f"{pf.GITHUB_OIDC_HOST}:sub": subject}
+        iam.create_role(
+            RoleName="deploy",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Federated": provider},
+                            "Action": "sts:AssumeRoleWithWebIdentity",
+                            "Condition": condition,
+                        }
+                    ],
+                }
+            ),
+        )
+
     def autoscaling_role(self, account: str) -> None:
         self.client("iam", account, REGION).create_role(
             RoleName=pf.AUTOSCALING_SLR,
@@ -118,6 +147,7 @@ def test_everything_in_place_passes(config: Any, accounts: Accounts) -> None:
         accounts.bootstrap(account, trusted=(TOOLING,))
     for account in (STAGING, PROD):  # instance endpoints: autoscaling
         accounts.autoscaling_role(account)
+    accounts.github_role(DEV)
     result = pf.preflight(config, accounts.client, CALLER, (8, "test"))
     assert result.problems == []
     passed = "\n".join(result.passed)
@@ -126,6 +156,33 @@ def test_everything_in_place_passes(config: Any, accounts: Accounts) -> None:
     assert passed.count("trusts the tooling account") == 6  # 3 accounts x 2 roles
     assert passed.count(pf.AUTOSCALING_SLR) == 2  # dev is serverless: not needed there
     assert "connection mlops-github is AVAILABLE" in passed
+    assert f"{DEV}/{REGION}: deploy trusts GitHub's OIDC tokens of repo:my-org/mlops:" in passed
+
+
+@pytest.mark.parametrize(
+    ("subject", "problem"),
+    [
+        (None, "(its token.actions.githubusercontent.com:sub condition is missing)"),
+        ("repo:*", "trusts GitHub tokens beyond my-org/mlops"),
+        ("repo:my-org/*", "trusts GitHub tokens beyond my-org/mlops"),
+        ("repo:other-org/mlops:ref:refs/heads/*", "trusts GitHub tokens beyond my-org/mlops"),
+    ],
+)
+def test_a_github_role_trusting_more_than_this_repository_is_reported(
+    config: Any, accounts: Accounts, subject: str | None, problem: str
+) -> None:
+    accounts.github_role(DEV, subject)
+    result = pf.Result()
+    pf.check_github_role(
+        accounts.client("iam", DEV, REGION),
+        pf.targets(config)[0],
+        f"arn:aws:iam::{DEV}:role/deploy",
+        "my-org/mlops",
+        result,
+    )
+    (found,) = result.problems
+    assert problem in found.what
+    assert found.fix.startswith("aws iam update-assume-role-policy --role-name deploy")
 
 
 def test_each_missing_thing_in_plain_words_with_its_fix(config: Any, accounts: Accounts) -> None:
@@ -163,9 +220,13 @@ def test_each_missing_thing_in_plain_words_with_its_fix(config: Any, accounts: A
     # the connection
     assert "the connection mlops-github is PENDING, not AVAILABLE" in text
     assert "Update pending connection" in text
-    # dev: no stack and neither bootstrap role (3); staging: too old (1); prod: two roles not
-    # trusting, no service-linked role (3); the connection (1). The tooling account is fine.
-    assert len(result.problems) == 8
+    # dev: no stack, neither bootstrap role, no GitHub OIDC provider nor role (5); staging:
+    # too old (1); prod: two roles not trusting, no service-linked role (3); the connection
+    # (1). The tooling account is fine.
+    assert len(result.problems) == 10
+    assert f"MISSING  {DEV}/{REGION}: GitHub's OIDC provider is not in this account" in text
+    assert "fix: aws iam create-open-id-connect-provider --url https://token.actions" in text
+    assert f"the branch workflows' role arn:aws:iam::{DEV}:role/deploy does not exist" in text
     assert not any(p.where.startswith(TOOLING) and "connection" not in p.what
                    for p in result.problems)  # fmt: skip
     for stubber in accounts.stubbers:
@@ -186,6 +247,7 @@ def test_an_account_that_cannot_be_read_is_reported_and_the_rest_checked(
     for account in (DEV, STAGING):
         accounts.bootstrap(account, trusted=(TOOLING,))
     accounts.autoscaling_role(STAGING)
+    accounts.github_role(DEV)
     result = pf.preflight(config, client, CALLER, (8, "test"))
     assert [(p.where, p.what) for p in result.problems] == [
         (f"{PROD}/{REGION}", f"cannot check this account from account {CALLER} (AccessDenied)")
