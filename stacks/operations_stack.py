@@ -29,6 +29,7 @@ from infra.config import StageConfig
 from infra.naming import EVENT_RULE_MAX, SNS_MAX, SQS_MAX, Naming
 from infra.service_roles import role_for_source
 from ingestion.infrastructure import CURATED_PREFIX, Ingestion
+from monitoring.dashboard import DASHBOARD_NAME_MAX, StageDashboard
 from monitoring.infrastructure import DriftJobMonitoring
 from monitoring.model_monitor import ModelMonitorBackend
 from pipelines.model_build.infrastructure import PIPELINE_PREFIX
@@ -279,6 +280,27 @@ class OperationsStack(cdk.Stack):
                 value=self.retraining.state_machine.state_machine_arn,
             )
         self._add_monitoring(config, key, artifacts_bucket, pipeline_name)
+        # One dashboard: endpoint, drift, pipeline, workflows (README "Dashboard").
+        workflows = [
+            (title, machine.state_machine.state_machine_arn)
+            for title, machine in (
+                ("Ingestion", self.ingestion),
+                ("Retraining", self.retraining),
+                ("Drift", self.drift_monitoring),
+            )
+            if machine is not None
+        ]
+        self.dashboard = StageDashboard(
+            self,
+            "Dashboard",
+            dashboard_name=naming.resource("operations", DASHBOARD_NAME_MAX),
+            endpoint_name=naming.endpoint,
+            variant_name=VARIANT_NAME,
+            pipeline_name=pipeline_name,
+            state_machines=workflows,
+            drift_backend=config.environment.monitoring.backend,
+            drift_share_threshold=retraining.drift_share_threshold if retraining.enabled else None,
+        )
         cdk.CfnOutput(self, "OperationsTopicArn", value=self.topic.topic_arn)
         cdk.CfnOutput(self, "OperationsDeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
 
