@@ -69,12 +69,13 @@ lint-workflows: install ## zizmor (offline) and check-jsonschema over .github/wo
 	$(TOOLS_VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows \
 		.github/workflows/*.yml
 
-check-templates: install ## cfn-lint, checkov, asl-validator + botocore over cdk.out (synth if missing)
+check-templates: install ## cfn-lint, checkov, asl-validator + botocore over cdk.out (synth if missing), hadolint
 	test -d cdk.out || $(MAKE) synth
 	$(VENV)/bin/cfn-lint --non-zero-exit-code informational -- cdk.out/assembly-*/*.template.json
 	$(TOOLS_VENV)/bin/checkov --framework cloudformation --skip-download --quiet --compact \
 		--file cdk.out/assembly-*/*.template.json
 	$(PY) -m tests.checks.step_functions cdk.out
+	$(TOOLS_VENV)/bin/hadolint monitoring/image/Dockerfile
 
 format: install ## apply ruff fixes and formatting
 	$(PY) -m ruff check --fix .

@@ -227,15 +227,23 @@ def handler(event: Any, context: Any = None, *, clients: dict[str, Any] | None =
     if not isinstance(event, dict) or event.get("action") not in ("prepare", "publish"):
         LOG.error("malformed event rejected: %s", json.dumps(event, default=str)[:500])
         raise LaunchError("event must be an object with action 'prepare' or 'publish'")
-    made = dict(clients or {})
-
-    def client(service: str) -> Any:
-        if service not in made:
-            import boto3
-
-            made[service] = boto3.client(service)
-        return made[service]
-
     if event["action"] == "prepare":
-        return prepare(event, sagemaker=client("sagemaker"), s3=client("s3"))
-    return publish(event, s3=client("s3"), cloudwatch=client("cloudwatch"))
+        return prepare(event, sagemaker=_Client("sagemaker", clients), s3=_Client("s3", clients))
+    return publish(event, s3=_Client("s3", clients), cloudwatch=_Client("cloudwatch", clients))
+
+
+class _Client:
+    """A boto3 client made on first use: an event rejected by validation makes none."""
+
+    def __init__(self, service: str, clients: dict[str, Any] | None) -> None:
+        self._service, self._clients, self._client = service, clients, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            if self._clients is not None:
+                self._client = self._clients[self._service]
+            else:
+                import boto3
+
+                self._client = boto3.client(self._service)
+        return getattr(self._client, name)
