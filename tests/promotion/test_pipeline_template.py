@@ -242,6 +242,7 @@ def test_staging_post_steps_smoke_then_load_test_with_config_thresholds(
             "aws configure set profile.staging.credential_source EcsContainer",
             f"aws configure set profile.staging.region {region}",
             "make .venv/.installed",
+            'export PATH="$PWD/.venv/bin:$PATH"',
         ]
 
 
@@ -256,6 +257,7 @@ def test_promotion_runs_after_prod_deploys_with_the_tested_version(
     assert spec["phases"]["build"]["commands"] == [commands.promote_command(config.project)]
     assert _env(promote) == {commands.TESTED_PACKAGE_VARIABLE: TESTED_FROM_SMOKE_TEST}
     install = spec["phases"]["install"]["commands"]
+    assert install[-2:] == list(commands.STEP_INSTALL)
     for profile, env_name in (("staging", "staging"), ("prod", "prod")):
         arn = commands.access_role_arn(config, env_name)
         assert f"aws configure set profile.{profile}.role_arn {arn}" in install
