@@ -85,11 +85,11 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
     args = parser.parse_args(argv)
     if args.expect is not None and args.check != "served":
         parser.error("--expect applies to the served check")
-    if session is None:
-        import boto3
-
-        session = boto3.Session(profile_name=args.profile, region_name=args.region)
     try:
+        if session is None:
+            import boto3
+
+            session = boto3.Session(profile_name=args.profile, region_name=args.region)
         sagemaker = session.client("sagemaker")
         if args.check == "served":
             served = served_package(sagemaker, args.endpoint)
@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None, session: Any = None) -> int:
     except CheckFailed as error:
         print(f"check failed: {error}", file=sys.stderr)
         return 1
-    except (ClientError, BotoCoreError) as error:  # credentials, profile, region
+    except (ClientError, BotoCoreError) as error:  # no credentials, unknown profile or region
         print(f"check failed: {error}", file=sys.stderr)
         return 1
     print(served)

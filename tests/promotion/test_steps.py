@@ -183,6 +183,16 @@ def test_still_served_check_after_the_load_test(
     assert f"serves {OTHER}, not the tested {PACKAGE}" in capsys.readouterr().err
 
 
+def test_unknown_profile_is_one_line(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "config").write_text("[profile other]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    assert checks.main(["served", "--endpoint", ENDPOINT, "--profile", "staging"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == "check failed: The config profile (staging) could not be found\n"
+
+
 def test_expect_only_with_served() -> None:
     with pytest.raises(SystemExit) as exited:
         checks.main(["smoke", "--endpoint", ENDPOINT, "--expect", PACKAGE], session=object())
