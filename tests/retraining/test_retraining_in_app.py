@@ -32,7 +32,12 @@ def test_every_stage_has_its_retraining(templates: dict[str, Any], stage: str) -
     # stateful stack), as the ingestion workflow passes it.
     assert '\\"Name\\":\\"InputDataUrl\\",\\"Value\\":\\"s3://' in definition
     assert "/datasets/breast_cancer/" in definition and "CuratedBucket" in definition
-    schedules = resources_of_type(operations, "AWS::Scheduler::Schedule")
+    # the retraining schedule only (the stack holds others: drift monitoring, dev's sweeper)
+    schedules = [
+        s
+        for s in resources_of_type(operations, "AWS::Scheduler::Schedule").values()
+        if s["Properties"]["Name"] == f"{stage}-retrain-schedule"
+    ]
     assert len(schedules) == (1 if SCHEDULED[stage] else 0)
     rules = [
         r["Properties"]
