@@ -6,6 +6,7 @@ it deploys are the app's own assemblies, unchanged; nag, cfn-lint and checkov cl
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -356,3 +357,33 @@ def test_cfn_lint_and_checkov_pass_on_the_pipeline_template(default_branch_out: 
     skipped = report["results"]["skipped_checks"]
     assert {s["check_id"] for s in skipped} == {"CKV_AWS_18", "CKV_AWS_21", "CKV_AWS_111"}
     assert all(len(s["check_result"].get("suppress_comment", "")) >= 25 for s in skipped)
+
+
+def test_make_deploy_patterns_still_select_one_stage(default_branch_out: Path) -> None:
+    """``make deploy ENV=prod`` runs ``cdk deploy 'mlops-prod/*'``: with the pipeline stack in
+    the assembly, that pattern still selects the four prod stacks only; the pipeline stack is
+    deployed by its own name."""
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run(
+        [
+            str(REPO / "node_modules" / ".bin" / "cdk"),
+            "ls",
+            "--app",
+            str(default_branch_out),
+            "mlops-prod/*",
+            PIPELINE_STACK,
+        ],
+        cwd=REPO,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        PIPELINE_STACK,
+        "mlops-prod/Stateful (mlops-prod-stateful)",
+        "mlops-prod/ModelBuild (mlops-prod-model-build)",
+        "mlops-prod/Deployment (mlops-prod-deployment)",
+        "mlops-prod/Operations (mlops-prod-operations)",
+    ]
