@@ -4,12 +4,18 @@ the value and what is allowed; no section, no pipeline."""
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra.config import ConfigError, DeliveryConfig, LoadTestThresholds, load_config
 
+REPO = Path(__file__).resolve().parents[2]
 UUID = "7d2469ff-514a-4e4f-9003-5ca4a43cdc41"
 
 
@@ -132,3 +138,21 @@ def test_delivery_must_be_an_object(mlops_config: dict[str, Any]) -> None:
     mlops_config["delivery"] = "444444444444"
     with pytest.raises(ConfigError, match=r"mlops\.delivery = '444444444444': expected an object"):
         load_config(mlops_config)
+
+
+def test_app_exits_nonzero_with_one_line_on_a_bad_delivery_value(
+    cdk_context: dict[str, Any], tmp_path: Path
+) -> None:
+    context = copy.deepcopy(cdk_context)
+    context["mlops"]["delivery"]["connection_arn"] = "arn:aws:codeconnections:us-east-1:1:x"
+    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith(
+        "config error: mlops.delivery.connection_arn = 'arn:aws:codeconnections:us-east-1:1:x': "
+        "expected arn:aws:codeconnections:REGION:ACCOUNT:connection/ID"
+    )
