@@ -148,9 +148,20 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def moto_aws(aws_env: None) -> Iterator[None]:
     """moto with real execution of state machines. The boto3 default session is kept between
-    tests (same fake credentials) so botocore parses each service model once per session."""
-    from moto import mock_aws
+    tests (same fake credentials) so botocore parses each service model once per session.
 
+    moto intercepts through a handler it adds to botocore's built-in handlers when imported; a
+    default session created before that (the session synth's pipeline rendering makes one)
+    lacks it and would call AWS, so it gets the handler here (a second copy is harmless: the
+    first handler that answers ends the dispatch)."""
+    import boto3
+    from moto import mock_aws
+    from moto.core.models import botocore_stubber
+
+    if boto3.DEFAULT_SESSION is not None:
+        boto3.DEFAULT_SESSION.events.register(
+            "before-send", botocore_stubber, unique_id="tests-moto-stubber"
+        )
     with mock_aws(
         config={
             "stepfunctions": {"execute_state_machine": True},
