@@ -394,25 +394,30 @@ def session_clients(session: Any) -> tuple[str, ClientFactory]:
         caller = session.client("sts").get_caller_identity()["Account"]
     except Exception as error:  # expired or invalid credentials: one line
         raise NoCredentials(f"the AWS credentials found do not work: {error}") from None
-    sessions: dict[tuple[str, str], Any] = {}
+    credentials: dict[tuple[str, str], dict[str, str]] = {}
+    clients: dict[tuple[str, str, str], Any] = {}
 
     def client(service: str, account: str, region: str) -> Any:
+        """One client per service/account/region, all on this session (its botocore session
+        loads each service model once)."""
+        key = (service, account, region)
+        if key in clients:
+            return clients[key]
         if account == caller:
-            return session.client(service, region_name=region)
-        if (account, region) not in sessions:
+            clients[key] = session.client(service, region_name=region)
+            return clients[key]
+        if (account, region) not in credentials:
             role = f"arn:aws:iam::{account}:role/cdk-{QUALIFIER}-lookup-role-{account}-{region}"
-            credentials = session.client("sts", region_name=region).assume_role(
+            assumed = session.client("sts", region_name=region).assume_role(
                 RoleArn=role, RoleSessionName="mlops-preflight"
             )["Credentials"]
-            import boto3
-
-            sessions[(account, region)] = boto3.Session(
-                aws_access_key_id=credentials["AccessKeyId"],
-                aws_secret_access_key=credentials["SecretAccessKey"],
-                aws_session_token=credentials["SessionToken"],
-                region_name=region,
-            )
-        return sessions[(account, region)].client(service, region_name=region)
+            credentials[(account, region)] = {
+                "aws_access_key_id": assumed["AccessKeyId"],
+                "aws_secret_access_key": assumed["SecretAccessKey"],
+                "aws_session_token": assumed["SessionToken"],
+            }
+        clients[key] = session.client(service, region_name=region, **credentials[(account, region)])
+        return clients[key]
 
     return caller, client
 
