@@ -133,6 +133,12 @@ def test_branch_name_checked_before_use(name: str) -> None:
         assert not regex.match(bad), bad
     # the guard runs before any step that uses the branch or holds credentials
     assert job["steps"].index(next(s for s in job["steps"] if s.get("run") == guard)) == 0
+    # and bash itself agrees (GitHub runs `run:` with bash -e)
+    for branch, status in (("feat/x", 0), ("feat/$(touch pwned)", 1), ("a'b", 1), ("", 1)):
+        result = subprocess.run(
+            ["bash", "-e", "-c", guard], env={"BRANCH": branch}, capture_output=True, text=True
+        )
+        assert result.returncode == status, (branch, result.stdout)
 
 
 def _credential_step(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
