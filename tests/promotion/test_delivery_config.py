@@ -4,10 +4,6 @@ the value and what is allowed; no section, no pipeline."""
 from __future__ import annotations
 
 import copy
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +11,6 @@ import pytest
 
 from infra.config import ConfigError, DeliveryConfig, LoadTestThresholds, load_config
 
-REPO = Path(__file__).resolve().parents[2]
 UUID = "7d2469ff-514a-4e4f-9003-5ca4a43cdc41"
 
 
@@ -140,19 +135,19 @@ def test_delivery_must_be_an_object(mlops_config: dict[str, Any]) -> None:
         load_config(mlops_config)
 
 
-def test_app_exits_nonzero_with_one_line_on_a_bad_delivery_value(
+def test_synth_stops_on_a_bad_delivery_value_before_building_anything(
     cdk_context: dict[str, Any], tmp_path: Path
 ) -> None:
+    """What ``app.py`` prints (in one line, exit status 2: tests/foundation/test_config.py runs
+    the app for that) is this error, raised before any stage is built."""
+    from infra.app_builder import synthesize
+
     context = copy.deepcopy(cdk_context)
     context["mlops"]["delivery"]["connection_arn"] = "arn:aws:codeconnections:us-east-1:1:x"
-    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert lines[0].startswith(
+    with pytest.raises(ConfigError) as raised:
+        synthesize(context, outdir=str(tmp_path))
+    assert str(raised.value).startswith(
         "config error: mlops.delivery.connection_arn = 'arn:aws:codeconnections:us-east-1:1:x': "
         "expected arn:aws:codeconnections:REGION:ACCOUNT:connection/ID"
     )
+    assert not any(tmp_path.iterdir())

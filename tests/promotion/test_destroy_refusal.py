@@ -60,25 +60,6 @@ def test_branch_stage_still_goes_through_teardown(
     assert capsys.readouterr().out == "teardown: nothing deleted\n"
 
 
-def test_command_line_exit_status_and_message() -> None:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    result = subprocess.run(
-        [sys.executable, "-m", "infra.teardown", "--branch", "main", "--env", "prod"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.splitlines() == [
-        "refusing to destroy mlops-prod: dev, staging and prod are shared stages of the default "
-        "branch 'main'; make destroy removes branch stages only (make destroy BRANCH=feat/x)"
-    ]
-
-
 def test_make_destroy_runs_the_refusal_before_cdk_destroy() -> None:
     """``make -n`` prints the recipe without running it: teardown (with the stage's ENV) comes
     first, and make stops at its non-zero exit."""
