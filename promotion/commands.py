@@ -26,7 +26,7 @@ PYTHON = ".venv/bin/python"
 #: The synth step's installs before CI's commands: the Python 3.8 interpreter the serving-stack
 #: tests build their venv with (``serving/container_env.py`` finds it under ``$PYENV_ROOT``);
 #: CodeBuild's standard image ships pyenv, Python 3.11+, Java 17 and the AWS CLI.
-SYNTH_INSTALL_COMMANDS = ("pyenv install --skip-existing 3.8",)
+SYNTH_INSTALL_COMMANDS = ('pyenv install --skip-existing "$(pyenv latest --known 3.8)"',)
 
 #: The CodePipeline variable the staging checks export: the model version they tested, which is
 #: the one the promotion step copies to prod.
