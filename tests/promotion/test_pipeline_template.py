@@ -392,3 +392,23 @@ def test_make_deploy_patterns_still_select_one_stage(default_branch_out: Path) -
         "mlops-prod/Deployment (mlops-prod-deployment)",
         "mlops-prod/Operations (mlops-prod-operations)",
     ]
+
+
+def test_feature_branch_synth_has_no_pipeline(synthesized: Any) -> None:
+    top = json.loads((Path(synthesized.assembly.directory) / "manifest.json").read_text())
+    stacks = [k for k, v in top["artifacts"].items() if v["type"] == "aws:cloudformation:stack"]
+    assert stacks == []  # every stack of a feature-branch synth sits in a stage assembly
+    assert not (Path(synthesized.assembly.directory) / f"{PIPELINE_STACK}.template.json").exists()
+
+
+def test_no_pipeline_without_delivery_or_off_the_default_branch(
+    cdk_context: dict[str, Any],
+) -> None:
+    from promotion.app import add_pipeline, add_pipeline_access
+
+    config = load_config(cdk_context["mlops"])
+    # neither touches the app nor the stages when there is nothing to add
+    assert add_pipeline(None, config, "feat/x", []) is None  # type: ignore[arg-type]
+    without = load_config({k: v for k, v in cdk_context["mlops"].items() if k != "delivery"})
+    assert add_pipeline(None, without, "main", []) is None  # type: ignore[arg-type]
+    add_pipeline_access(without, [object()])  # type: ignore[list-item]
