@@ -10,7 +10,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from deployment import promote
 from infra.config import load_config
@@ -157,56 +156,55 @@ class _Recorder:
 
 
 @pytest.fixture
-def promoted(aws_env: None) -> Iterator[dict[str, set[str]]]:
+def promoted(moto_aws: None) -> Iterator[dict[str, set[str]]]:
     """promote() in moto, staging and prod as two sessions: the calls each one made."""
     names = promote.PromotionNames.for_project("mlops", target_bucket="prod-artifacts")
-    with mock_aws(config={"core": {"reset_boto3_session": False}}):
-        s3 = boto3.client("s3", region_name=REGION)
-        for bucket in ("staging-artifacts", "prod-artifacts"):
-            s3.create_bucket(Bucket=bucket)
-        s3.put_object(Bucket="staging-artifacts", Key="run/model.tar.gz", Body=b"model" * 100)
-        sagemaker = boto3.client("sagemaker", region_name=REGION)
-        for group in (names.source_group, names.target_group):
-            sagemaker.create_model_package_group(ModelPackageGroupName=group)
-        arn = sagemaker.create_model_package(
-            ModelPackageGroupName=names.source_group,
-            ModelApprovalStatus="Approved",
-            InferenceSpecification={
-                "Containers": [
-                    {"Image": IMAGE, "ModelDataUrl": "s3://staging-artifacts/run/model.tar.gz"}
-                ],
-                "SupportedContentTypes": ["text/csv"],
-                "SupportedResponseMIMETypes": ["application/json"],
-            },
-        )["ModelPackageArn"]
-        sagemaker.create_model(
-            ModelName="mlops-staging-deploy-v1",
-            PrimaryContainer={"ModelPackageName": arn},
-            ExecutionRoleArn="arn:aws:iam::123456789012:role/model",
-        )
-        sagemaker.create_endpoint_config(
-            EndpointConfigName="mlops-staging-deploy-v1",
-            ProductionVariants=[
-                {
-                    "VariantName": "AllTraffic",
-                    "ModelName": "mlops-staging-deploy-v1",
-                    "InstanceType": "ml.m5.large",
-                    "InitialInstanceCount": 1,
-                }
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in ("staging-artifacts", "prod-artifacts"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="staging-artifacts", Key="run/model.tar.gz", Body=b"model" * 100)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    for group in (names.source_group, names.target_group):
+        sagemaker.create_model_package_group(ModelPackageGroupName=group)
+    arn = sagemaker.create_model_package(
+        ModelPackageGroupName=names.source_group,
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [
+                {"Image": IMAGE, "ModelDataUrl": "s3://staging-artifacts/run/model.tar.gz"}
             ],
-        )
-        endpoint = sagemaker.create_endpoint(
-            EndpointName=names.source_endpoint, EndpointConfigName="mlops-staging-deploy-v1"
-        )
-        sagemaker.add_tags(
-            ResourceArn=endpoint["EndpointArn"],
-            Tags=[{"Key": promote.PACKAGE_TAG, "Value": arn}],
-        )
-        source, target = boto3.Session(region_name=REGION), boto3.Session(region_name=REGION)
-        recorded = _Recorder(source), _Recorder(target)
-        result = promote.promote(arn, source=source, target=target, names=names)
-        assert (result.created, result.approved) == (True, True)
-        yield {"staging": recorded[0].actions(), "prod": recorded[1].actions()}
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+    )["ModelPackageArn"]
+    sagemaker.create_model(
+        ModelName="mlops-staging-deploy-v1",
+        PrimaryContainer={"ModelPackageName": arn},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/model",
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="mlops-staging-deploy-v1",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "mlops-staging-deploy-v1",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+    endpoint = sagemaker.create_endpoint(
+        EndpointName=names.source_endpoint, EndpointConfigName="mlops-staging-deploy-v1"
+    )
+    sagemaker.add_tags(
+        ResourceArn=endpoint["EndpointArn"],
+        Tags=[{"Key": promote.PACKAGE_TAG, "Value": arn}],
+    )
+    source, target = boto3.Session(region_name=REGION), boto3.Session(region_name=REGION)
+    recorded = _Recorder(source), _Recorder(target)
+    result = promote.promote(arn, source=source, target=target, names=names)
+    assert (result.created, result.approved) == (True, True)
+    yield {"staging": recorded[0].actions(), "prod": recorded[1].actions()}
 
 
 def test_every_call_of_the_promotion_is_allowed_in_its_account(
