@@ -184,6 +184,27 @@ class MonitoringConfig:
         return self.backend != "off"
 
 
+#: Upper bound of ``audit.retention_days`` (ten years).
+MAX_AUDIT_RETENTION_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The stage's CloudTrail trail (``audit/``, README "Audit")."""
+
+    #: Also record S3 read data events (GetObject...) on the raw, curated and artifacts buckets;
+    #: write data events (PutObject, DeleteObject...) are always recorded. Data events are billed
+    #: per event, and reads are most of them.
+    read_data_events: bool = True
+    #: Trail log files expire after this many days (and are object-locked that long).
+    retention_days: int = 365
+    #: S3 Object Lock, governance mode, ``retention_days`` long, on the trail bucket. Never in an
+    #: ephemeral (branch) stage: it must be destroyable.
+    object_lock: bool = True
+    #: Also deliver the trail to a CloudWatch Logs log group (``retention.log_days``).
+    cloudwatch_logs: bool = False
+
+
 @dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
@@ -198,6 +219,7 @@ class EnvironmentConfig:
     retraining: RetrainingConfig = field(default_factory=lambda: DEFAULT_RETRAINING)
     ingestion: IngestionConfig = field(default_factory=IngestionConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     @property
     def placeholder_account(self) -> bool:
@@ -524,6 +546,7 @@ def _parse_environment(
             "retraining",
             "ingestion",
             "monitoring",
+            "audit",
         ),
     )
     account = str(
@@ -639,6 +662,24 @@ def _parse_environment(
         retraining=_parse_retraining(env.section("retraining", _RETRAINING_KEYS, {})),
         ingestion=_parse_ingestion(env.section("ingestion", _INGESTION_KEYS, {}), name),
         monitoring=_parse_monitoring(env.section("monitoring", _MONITORING_KEYS, {})),
+        audit=_parse_audit(env.section("audit", _AUDIT_KEYS, {}), name),
+    )
+
+
+_AUDIT_KEYS = ("read_data_events", "retention_days", "object_lock", "cloudwatch_logs")
+
+
+def _parse_audit(section: _Section, env_name: str) -> AuditConfig:
+    """Defaults: read data events and object lock in staging and prod, not in dev (README
+    "Audit" says why); one year of trail logs."""
+    shared = env_name != "dev"
+    return AuditConfig(
+        read_data_events=section.boolean("read_data_events", shared),
+        retention_days=section.positive_int(
+            "retention_days", AuditConfig.retention_days, maximum=MAX_AUDIT_RETENTION_DAYS
+        ),
+        object_lock=section.boolean("object_lock", shared),
+        cloudwatch_logs=section.boolean("cloudwatch_logs", False),
     )
 
 

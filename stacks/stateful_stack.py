@@ -8,6 +8,7 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
+from audit.infrastructure import AuditTrail
 from data_lake.infrastructure import DataLake, StatePolicy
 from infra.config import StageConfig
 from pipelines.model_build.registry import ModelRegistry
@@ -39,6 +40,19 @@ class StatefulStack(cdk.Stack):
             removal_policy=state.removal_policy,
             studio_project=config.naming.sagemaker_project_tag,
         )
+        # The stage's CloudTrail trail (audit/); never object-locked in a branch stage.
+        lake = self.lake
+        self.audit = AuditTrail(
+            self,
+            "Audit",
+            naming=config.naming,
+            audit=config.environment.audit,
+            data_buckets=[lake.raw_bucket, lake.curated_bucket, lake.artifacts_bucket],
+            access_logs_bucket=lake.access_logs_bucket,
+            state=state,
+            object_lock=config.environment.audit.object_lock and not config.is_ephemeral,
+            log_days=config.environment.retention.log_days,
+        )
         for name, value in (
             ("ModelPackageGroupName", self.registry.group_name),
             ("RawBucketName", self.lake.raw_bucket.bucket_name),
@@ -47,5 +61,7 @@ class StatefulStack(cdk.Stack):
             ("GlueDatabaseName", self.lake.database_name),
             ("EtlJobName", self.lake.etl_job_name),
             ("AthenaWorkgroupName", self.lake.workgroup_name),
+            ("AuditTrailName", self.audit.trail_name),
+            ("AuditBucketName", self.audit.bucket.bucket_name),
         ):
             cdk.CfnOutput(self, name, value=value)
