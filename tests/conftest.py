@@ -27,6 +27,12 @@ _venv_bin = str(Path(sys.executable).parent)
 if not os.environ.get("PATH", "").startswith(_venv_bin):
     os.environ["PATH"] = _venv_bin + os.pathsep + os.environ.get("PATH", "")
 
+# moto intercepts through a handler it appends to botocore's built-in handlers when imported; a
+# boto3 session created before that (the session synth's pipeline rendering creates the default
+# session, which moto_aws keeps between tests) would reach AWS inside mock_aws. So moto is
+# imported before any session exists (moto's "import ordering" advice, moto/core/models.py).
+import moto.core.models  # noqa: E402, F401
+
 TEST_BRANCH = "feat/Some_Branch"
 EPHEMERAL_STAGE = "mlops-br-feat-some-branch"
 SHARED_STAGES = ("mlops-dev", "mlops-staging", "mlops-prod")
@@ -148,20 +154,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def moto_aws(aws_env: None) -> Iterator[None]:
     """moto with real execution of state machines. The boto3 default session is kept between
-    tests (same fake credentials) so botocore parses each service model once per session.
-
-    moto intercepts through a handler it adds to botocore's built-in handlers when imported; a
-    default session created before that (the session synth's pipeline rendering makes one)
-    lacks it and would call AWS, so it gets the handler here (a second copy is harmless: the
-    first handler that answers ends the dispatch)."""
-    import boto3
+    tests (same fake credentials) so botocore parses each service model once per session
+    (moto's handler is in every session: moto is imported at the top of this file)."""
     from moto import mock_aws
-    from moto.core.models import botocore_stubber
 
-    if boto3.DEFAULT_SESSION is not None:
-        boto3.DEFAULT_SESSION.events.register(
-            "before-send", botocore_stubber, unique_id="tests-moto-stubber"
-        )
     with mock_aws(
         config={
             "stepfunctions": {"execute_state_machine": True},
