@@ -94,6 +94,11 @@ DEFAULT_MODEL_APPROVAL_STATUS = "PendingManualApproval"
 #: that map's value pattern (``[\p{L}\p{Z}\p{N}_.:/=+\-@]``, 1-256 characters).
 PARAM_TRIGGER_REASON = "TriggerReason"
 DEFAULT_TRIGGER_REASON = "manual"
+#: Also recorded in the model package's CustomerMetadataProperties (README "Audit"): the content
+#: hash of the code bundle the jobs ran (the last segment of ``code_uri``) and the ARN of the
+#: execution that registered it (``ExecutionVariables.PIPELINE_EXECUTION_ARN``).
+METADATA_CODE_BUNDLE_HASH = "CodeBundleHash"
+METADATA_PIPELINE_EXECUTION_ARN = "PipelineExecutionArn"
 
 # ---- Jobs ----------------------------------------------------------------------------------
 
@@ -770,6 +775,7 @@ class _Builder:
     def _register_step(self) -> Any:
         from sagemaker.core.drift_check_baselines import DriftCheckBaselines
         from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+        from sagemaker.core.workflow.execution_variables import ExecutionVariables
         from sagemaker.core.workflow.functions import Join
         from sagemaker.mlops.workflow.model_step import ModelStep
         from sagemaker.serve.model_builder import ModelBuilder
@@ -847,6 +853,8 @@ class _Builder:
             customer_metadata_properties={
                 PARAM_INPUT_DATA_VERSION: self.data_version,
                 PARAM_TRIGGER_REASON: self.trigger_reason,  # alarm:<name>, schedule, manual
+                METADATA_CODE_BUNDLE_HASH: self.inputs.code_uri.rstrip("/").rsplit("/", 1)[-1],
+                METADATA_PIPELINE_EXECUTION_ARN: ExecutionVariables.PIPELINE_EXECUTION_ARN,
             },
         )
         display_name, description = DISPLAY[c.REGISTER_STEP]

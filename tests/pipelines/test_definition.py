@@ -562,6 +562,8 @@ def test_registration(built: Built) -> None:
     assert args["CustomerMetadataProperties"] == {
         "InputDataVersion": {"Get": "Parameters.InputDataVersion"},
         "TriggerReason": {"Get": "Parameters.TriggerReason"},
+        "CodeBundleHash": built.inputs.code_uri.rstrip("/").rsplit("/", 1)[-1],
+        "PipelineExecutionArn": {"Get": "Execution.PipelineExecutionArn"},
     }
     assert args["ModelPackageDescription"] == {
         "Std:Join": {

@@ -31,6 +31,9 @@ from tests.conftest import EPHEMERAL_STAGE, SHARED_STAGES, resources_of_type
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 EXECUTION_ID = "a1b2c3d4e5f6"  # Pipelines' execution ids: 12 lowercase letters and digits
+EXECUTION_ARN = (
+    f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/mlops-dev-model-build/execution/{EXECUTION_ID}"
+)
 #: Parameter values of an execution: the defaults, plus what an execution must give.
 EXECUTION_VALUES = {c.PARAM_INPUT_DATA_VERSION: "2026-11-30.1"}
 OPERATIONS = {
@@ -111,6 +114,8 @@ class Execution:
             return self.parameters[body.removeprefix("Parameters.")]
         if body == "Execution.PipelineExecutionId":
             return EXECUTION_ID
+        if body == "Execution.PipelineExecutionArn":
+            return EXECUTION_ARN
         if body.startswith("Steps."):
             return self.property(body)
         raise AssertionError(f"no literal for {value}")
