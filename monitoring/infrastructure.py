@@ -134,8 +134,12 @@ class DriftJobMonitoring(Construct):
         namespace: str = DEFAULT_NAMESPACE,
         max_runtime_hours: int = 2,
         volume_size_gb: int = 30,
+        subnet_ids: tuple[str, ...] = (),
+        security_group_ids: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, id_)
+        if bool(subnet_ids) != bool(security_group_ids):
+            raise ValueError("subnet_ids and security_group_ids: both or neither")
         stack = cdk.Stack.of(self)
         max_runtime = cdk.Duration.hours(max_runtime_hours)
         self._key = key
@@ -224,6 +228,25 @@ class DriftJobMonitoring(Construct):
                 conditions={"StringEquals": {"cloudwatch:namespace": PROCESSING_METRICS_NAMESPACE}},
             )
         )
+        if subnet_ids:
+            # In the configured VPC, SageMaker moves the job's inputs and outputs through it (the
+            # container itself still has no network): the role manages the job's ENIs.
+            self.job_role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=[
+                        "ec2:CreateNetworkInterface",
+                        "ec2:CreateNetworkInterfacePermission",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:DeleteNetworkInterfacePermission",
+                        "ec2:DescribeNetworkInterfaces",
+                        "ec2:DescribeVpcs",
+                        "ec2:DescribeDhcpOptions",
+                        "ec2:DescribeSubnets",
+                        "ec2:DescribeSecurityGroups",
+                    ],
+                    resources=["*"],  # ENIs are created by SageMaker with generated ids
+                )
+            )
 
         # --- The launcher Lambda: the AWS calls the isolated job cannot make.
         function_name = naming.resource("drift-launcher", 64)
@@ -385,6 +408,16 @@ class DriftJobMonitoring(Construct):
                     "NetworkConfig": {
                         "EnableNetworkIsolation": True,
                         "EnableInterContainerTrafficEncryption": True,
+                        **(
+                            {
+                                "VpcConfig": {
+                                    "Subnets": list(subnet_ids),
+                                    "SecurityGroupIds": list(security_group_ids),
+                                }
+                            }
+                            if subnet_ids
+                            else {}
+                        ),
                     },
                     "StoppingCondition": {"MaxRuntimeInSeconds": int(max_runtime.to_seconds())},
                 },
@@ -614,8 +647,10 @@ class DriftJobMonitoring(Construct):
                 "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
                 inline,
             ],
-            "The drift job's role: ecr:GetAuthorizationToken and cloudwatch:PutMetricData (only "
-            "namespace /aws/sagemaker/ProcessingJobs) have no resource-level permissions; it reads "
+            "The drift job's role: ecr:GetAuthorizationToken, cloudwatch:PutMetricData (only "
+            "namespace /aws/sagemaker/ProcessingJobs) and, in a configured VPC, the ec2 network "
+            "interface actions for the ENIs SageMaker creates with generated ids have no "
+            "resource-level permissions; it reads "
             "only this endpoint's capture keys, its drift-run keys and the pipeline outputs "
             "holding the baselines (run-time keys), writes only its drift-run keys; the s3/kms "
             "action groups are CDK's grant_put/grant_encrypt_decrypt on this bucket and key; "

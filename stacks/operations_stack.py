@@ -313,6 +313,7 @@ class OperationsStack(cdk.Stack):
         made by a Lambda once the endpoint is in service); ``off`` builds nothing."""
         settings = config.environment.monitoring
         naming = config.naming
+        vpc = config.environment.vpc
         self.drift_monitoring: DriftJobMonitoring | None = None
         if settings.backend == "drift_job":
             self.drift_monitoring = DriftJobMonitoring(
@@ -337,6 +338,8 @@ class OperationsStack(cdk.Stack):
                 removal_policy=(
                     cdk.RemovalPolicy.DESTROY if config.is_ephemeral else cdk.RemovalPolicy.RETAIN
                 ),
+                subnet_ids=vpc.subnet_ids if vpc else (),
+                security_group_ids=vpc.security_group_ids if vpc else (),
             )
             cdk.CfnOutput(
                 self,
@@ -345,7 +348,6 @@ class OperationsStack(cdk.Stack):
             )
         self.model_monitor: ModelMonitorBackend | None = None
         if settings.backend == "model_monitor":
-            vpc = config.environment.vpc
             self.model_monitor = ModelMonitorBackend(
                 self,
                 "ModelMonitor",

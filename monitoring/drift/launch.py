@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -127,7 +128,9 @@ def _split_s3_uri(uri: str) -> tuple[str, str]:
 # ----------------------------------------------------------------------------------------------
 
 
-def prepare(event: dict[str, Any], *, sagemaker: Any, s3: Any) -> dict[str, Any]:
+def prepare(event: dict[str, Any], client: Callable[[str], Any]) -> dict[str, Any]:
+    """The ``prepare`` action; ``client(service)`` gives a boto3 client once the event is
+    valid."""
     endpoint = _text(event, "endpointName")
     variant = _text(event, "variantName")
     bucket = _text(event, "bucket")
@@ -140,6 +143,7 @@ def prepare(event: dict[str, Any], *, sagemaker: Any, s3: Any) -> dict[str, Any]
     except CaptureError as exc:
         raise LaunchError(str(exc)) from None
     window_text = {"windowStart": _iso(window.start), "windowEnd": _iso(window.end)}
+    sagemaker, s3 = client("sagemaker"), client("s3")
 
     try:
         package_arn = baseline.served_model_package(sagemaker, endpoint, variant)
@@ -185,10 +189,12 @@ def prepare(event: dict[str, Any], *, sagemaker: Any, s3: Any) -> dict[str, Any]
     }
 
 
-def publish(event: dict[str, Any], *, s3: Any, cloudwatch: Any) -> dict[str, Any]:
+def publish(event: dict[str, Any], client: Callable[[str], Any]) -> dict[str, Any]:
+    """The ``publish`` action; ``client(service)`` as for :func:`prepare`."""
     endpoint = _text(event, "endpointName")
     namespace = _text(event, "namespace")
     bucket, prefix = _split_s3_uri(_text(event, "reportUri").rstrip("/"))
+    s3, cloudwatch = client("s3"), client("cloudwatch")
 
     def read(name: str) -> bytes:
         body: bytes = s3.get_object(Bucket=bucket, Key=f"{prefix}/{name}")["Body"].read()
@@ -227,23 +233,19 @@ def handler(event: Any, context: Any = None, *, clients: dict[str, Any] | None =
     if not isinstance(event, dict) or event.get("action") not in ("prepare", "publish"):
         LOG.error("malformed event rejected: %s", json.dumps(event, default=str)[:500])
         raise LaunchError("event must be an object with action 'prepare' or 'publish'")
-    if event["action"] == "prepare":
-        return prepare(event, sagemaker=_Client("sagemaker", clients), s3=_Client("s3", clients))
-    return publish(event, s3=_Client("s3", clients), cloudwatch=_Client("cloudwatch", clients))
+    made: dict[str, Any] = {}
 
-
-class _Client:
-    """A boto3 client made on first use: an event rejected by validation makes none."""
-
-    def __init__(self, service: str, clients: dict[str, Any] | None) -> None:
-        self._service, self._clients, self._client = service, clients, None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            if self._clients is not None:
-                self._client = self._clients[self._service]
+    def client(service: str) -> Any:
+        """A boto3 client, made on first use: a rejected event makes none."""
+        if service not in made:
+            if clients is not None:
+                made[service] = clients[service]
             else:
                 import boto3
 
-                self._client = boto3.client(self._service)
-        return getattr(self._client, name)
+                made[service] = boto3.client(service)
+        return made[service]
+
+    if event["action"] == "prepare":
+        return prepare(event, client)
+    return publish(event, client)

@@ -221,7 +221,13 @@ def sagemaker_sync(monkeypatch: pytest.MonkeyPatch, root: Path, jobs: list[dict[
         name = normalised_parameters["ProcessingJobName"]
 
         def resolve() -> Any:
-            status, reason = run_processing_job(normalised_parameters, root)
+            try:
+                status, reason = run_processing_job(normalised_parameters, root)
+            except Exception:
+                import traceback
+
+                traceback.print_exc()
+                raise
             backend = sagemaker_backends[MOTO_ACCOUNT][REGION]
             fake = backend.processing_jobs[name]
             fake.processing_job_status = status

@@ -204,7 +204,7 @@ def test_prepare_lists_only_the_window_and_writes_its_manifest(moto_aws: None) -
                 "DriftCheckBaselines": {"ModelDataQuality": {"Statistics": {"S3Uri": statistics}}}
             }
 
-    answer = launch.prepare(_prepare_event(), sagemaker=Served(), s3=s3)
+    answer = launch.prepare(_prepare_event(), {"sagemaker": Served(), "s3": s3}.__getitem__)
     assert answer["run"] is True and answer["captureFiles"] == 2
     assert (answer["windowStart"], answer["windowEnd"]) == (
         "2026-01-15T10:00:00Z",

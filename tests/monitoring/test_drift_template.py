@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from infra.app_builder import load_cdk_json_context
-from infra.config import CONTEXT_KEY, StageConfig, load_config
+from infra.compliance import findings
+from infra.config import CONTEXT_KEY, StageConfig, VpcConfig, load_config
 from monitoring.drift.metrics import DEFAULT_NAMESPACE
 from monitoring.infrastructure import (
     BASELINE_DIR,
@@ -266,6 +267,9 @@ def variant_templates() -> dict[str, dict[str, Any]]:
     bucket = s3.Bucket.from_bucket_name(lake, "Bucket", "artifacts")
     key = kms.Key.from_key_arn(lake, "Key", "arn:aws:kms:us-east-1:111111111111:key/k")
     built = {}
+    vpc = VpcConfig(
+        "vpc-0123456789abcdef0", ("subnet-0123456789abcdef0",), ("sg-0123456789abcdef0",)
+    )
     for backend, schedule, window in (
         ("off", "cron(0 2 ? * * *)", 24),
         ("model_monitor", "cron(0 * ? * * *)", 1),
@@ -273,6 +277,7 @@ def variant_templates() -> dict[str, dict[str, Any]]:
     ):
         environment = dataclasses.replace(
             base.environment,
+            vpc=vpc if backend == "drift_job" else None,
             ingestion=dataclasses.replace(base.environment.ingestion, enabled=False),
             retraining=dataclasses.replace(base.environment.retraining, enabled=False),
             monitoring=dataclasses.replace(
@@ -316,12 +321,31 @@ def test_other_backends_build_no_drift_job(
     assert "DriftStateMachineArn" not in built["template"].get("Outputs", {})
 
 
-def test_the_drift_job_takes_the_configured_schedule_and_window(
+def test_the_drift_job_takes_the_configured_schedule_window_and_vpc(
     variant_templates: dict[str, dict[str, Any]],
 ) -> None:
-    template = variant_templates["drift_job"]["template"]
+    built = variant_templates["drift_job"]
+    template = built["template"]
     (schedule,) = resources_of_type(template, "AWS::Scheduler::Schedule").values()
     assert schedule["Properties"]["ScheduleExpression"] == "rate(6 hours)"
     _, machine = _drift_machine(template, "mlops-staging")
-    assert _asl(machine)["States"]["Prepare"]["Parameters"]["windowHours"] == 6
+    states = _asl(machine)["States"]
+    assert states["Prepare"]["Parameters"]["windowHours"] == 6
+    # In the configured VPC: SageMaker moves inputs/outputs through it; still isolated.
+    assert states["RunDriftJob"]["Parameters"]["NetworkConfig"] == {
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "VpcConfig": {
+            "Subnets": ["subnet-0123456789abcdef0"],
+            "SecurityGroupIds": ["sg-0123456789abcdef0"],
+        },
+    }
+    job_role = next(
+        lid for lid in template["Resources"] if lid.startswith("DriftMonitoringJobRole")
+    )
+    assert any("ec2:CreateNetworkInterface" in _actions(s) for s in _statements(template, job_role))
     assert "DriftStateMachineArn" in template["Outputs"]
+    # The gate: no unacknowledged finding in the drift construct (the session synth gates the
+    # shipped configs; this one adds the VPC statements).
+    drift = [f for f in findings(built["stack"]) if "/DriftMonitoring/" in f.resource]
+    assert drift == []

@@ -199,8 +199,9 @@ def test_a_scheduled_run_on_the_shifted_batch_reports_publishes_and_notifies(
     package = serve(naming)
     keys = upload_capture(naming, "shifted")
     result = harness.run({"reason": "schedule", "scheduledTime": SCHEDULED}, "sched-1")
-    assert result["status"] == "SUCCEEDED", json.dumps(harness.notifications())
-    assert harness.visited(result["executionArn"]) == [
+    visited = harness.visited(result["executionArn"])
+    assert result["status"] == "SUCCEEDED", (visited, json.dumps(harness.notifications()))
+    assert visited == [
         "Prepare",
         "HasCapture",
         "RunDriftJob",
