@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,8 +135,7 @@ def test_handler_captures_in_sagemakers_format_and_the_drift_reader_parses_it(
         }
         metadata = record["eventMetadata"]
         assert len(metadata["eventId"]) == 36
-        assert metadata["inferenceTime"].endswith("Z")
-        datetime.fromisoformat(metadata["inferenceTime"].replace("Z", "+00:00"))
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", metadata["inferenceTime"])
     assert len({r["eventMetadata"]["eventId"] for r in records}) == 3
 
     # The drift job's reader: every row that was sent, in the model's feature order.
@@ -274,7 +274,7 @@ def test_bodies_other_than_csv_or_json_text_are_base64() -> None:
     assert record["captureData"]["endpointOutput"]["encoding"] == "BASE64"
     assert record["eventMetadata"] == {
         "eventId": "id-1",
-        "inferenceTime": "2026-01-15T10:58:30.250Z",
+        "inferenceTime": "2026-01-15T10:58:30Z",
     }
     with pytest.raises(capture.RecordError, match="payload rejected"):
         capture.parse_record(json.dumps(record), ["a", "b", "c"])  # decoded, then refused

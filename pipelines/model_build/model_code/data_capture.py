@@ -13,7 +13,7 @@ one JSON object per line::
                                         "data": "...", "encoding": "CSV"},
                      "endpointOutput": {"observedContentType": "application/json",
                                         "mode": "OUTPUT", "data": "...", "encoding": "JSON"}},
-     "eventMetadata": {"eventId": "<uuid4>", "inferenceTime": "2026-01-15T10:00:00.123Z"},
+     "eventMetadata": {"eventId": "<uuid4>", "inferenceTime": "2026-01-15T10:00:00Z"},
      "eventVersion": "0"}
 
 ``encoding`` is ``CSV`` for ``text/csv``, ``JSON`` for ``application/json`` (the content types the
@@ -216,8 +216,8 @@ def capture_record(
         },
         "eventMetadata": {
             "eventId": event_id,
-            "inferenceTime": stamp.strftime("%Y-%m-%dT%H:%M:%S.")
-            + f"{stamp.microsecond // 1000:03d}Z",
+            # To the second, as SageMaker's captures show it ("2022-02-14T17:25:49Z").
+            "inferenceTime": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         "eventVersion": EVENT_VERSION,
     }
