@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +204,7 @@ def test_roles_are_least_privilege(templates: dict[str, dict[str, dict[str, Any]
 
 
 def test_the_image_and_launcher_assets_hold_only_what_they_run(
-    synthesized: Any, templates: dict[str, dict[str, dict[str, Any]]]
+    synthesized: Any, templates: dict[str, dict[str, dict[str, Any]]], tmp_path: Path
 ) -> None:
     out = Path(synthesized.assembly.directory)
     manifests = sorted(out.glob("assembly-mlops-dev/*Operations*.assets.json"))
@@ -218,6 +221,36 @@ def test_the_image_and_launcher_assets_hold_only_what_they_run(
     ), files
     assert not [f for f in files if f.startswith(("monitoring/drift/data", "tests", ".venv"))]
     assert len(files) < 40, files
+    # What the Dockerfile copies into its WORKDIR is enough: the entry point and the job import
+    # from those files alone (the image's PYTHONPATH), nothing else of the repository.
+    workdir = tmp_path / "opt/drift"
+    dockerfile = (context / image["source"]["dockerFile"]).read_text(encoding="utf-8")
+    for line in dockerfile.splitlines():
+        if not line.startswith("COPY ") or "--from=" in line:
+            continue
+        *sources, destination = line.split()[1:]
+        if destination.startswith("/"):
+            continue  # the build stage's requirements file
+        for pattern in sources:
+            matches = sorted(context.glob(pattern))
+            assert matches, f"COPY {pattern}: nothing in the build context"
+            for match in matches:
+                target = workdir / destination / match.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(match, target)
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "import monitoring.drift.entrypoint, monitoring.drift.job as j; print(j.__file__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", probe, str(workdir)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(workdir / "monitoring/drift/job.py")
     # The launcher Lambda's code: exactly its stdlib-only modules.
     template = templates["mlops-dev"]["Operations"]
     (launcher,) = [
