@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from infra.config import (
+    AuditConfig,
     ConfigError,
     InstanceEndpoint,
     MonitoringConfig,
@@ -110,6 +111,16 @@ BAD_VALUES = [
     # the old flag is gone: a config still carrying it is told what replaces it
     ("environments.dev.features.drift_monitoring", True, "replaced by monitoring.backend"),
     ("environments.prod.features.drift_monitoring", False, "allowed: model_monitor, drift_job"),
+    # audit (the stage's CloudTrail trail)
+    ("environments.prod.audit", "on", "expected an object with keys read_data_events"),
+    ("environments.prod.audit.read_data_events", "yes", "expected true or false"),
+    ("environments.dev.audit.object_lock", 1, "expected true or false"),
+    ("environments.staging.audit.cloudwatch_logs", None, "expected true or false"),
+    ("environments.prod.audit.retention_days", 0, "positive whole number up to 3650"),
+    ("environments.prod.audit.retention_days", 3651, "positive whole number up to 3650"),
+    ("environments.prod.audit.retention_days", True, "positive whole number up to 3650"),
+    ("environments.prod.audit.retention_days", 365.0, "positive whole number up to 3650"),
+    ("environments.prod.audit.read_events", False, "did you mean 'read_data_events'"),
 ]
 
 
@@ -371,3 +382,29 @@ def test_null_role_and_schedule_are_allowed(mlops_config: dict[str, Any]) -> Non
     mlops_config["branch_environments"].update(deploy_role_arn=None, sweeper_schedule=None)
     section = load_config(mlops_config).branch_environments
     assert section.deploy_role_arn is None and section.sweeper_schedule is None
+
+
+def test_shipped_audit_section_is_typed(mlops_config: dict[str, Any]) -> None:
+    environments = load_config(mlops_config).environments
+    assert environments["dev"].audit == AuditConfig(
+        read_data_events=False, retention_days=90, object_lock=False, cloudwatch_logs=False
+    )
+    assert environments["staging"].audit == AuditConfig(
+        read_data_events=True, retention_days=365, object_lock=True, cloudwatch_logs=False
+    )
+    assert environments["prod"].audit == AuditConfig(
+        read_data_events=True, retention_days=731, object_lock=True, cloudwatch_logs=False
+    )
+
+
+def test_absent_audit_section_defaults_per_environment(mlops_config: dict[str, Any]) -> None:
+    """Read data events and object lock default on in staging and prod, off in dev."""
+    for env in mlops_config["environments"].values():
+        del env["audit"]
+    environments = load_config(mlops_config).environments
+    assert environments["dev"].audit == AuditConfig(read_data_events=False, object_lock=False)
+    assert environments["staging"].audit == AuditConfig()
+    assert environments["prod"].audit == AuditConfig()
+    assert AuditConfig() == AuditConfig(
+        read_data_events=True, retention_days=365, object_lock=True, cloudwatch_logs=False
+    )
