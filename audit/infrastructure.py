@@ -38,7 +38,7 @@ from constructs import Construct
 
 from data_lake.infrastructure import StatePolicy
 from infra.compliance import acknowledge, acknowledge_all, skip_checkov
-from infra.config import AuditConfig
+from infra.config import AuditConfig, StageConfig
 from infra.log_retention import retention_days
 from infra.naming import Naming
 
@@ -66,6 +66,12 @@ MANAGEMENT_SELECTOR: dict[str, object] = {
     "Name": "All management events (read and write)",
     "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}],
 }
+
+
+def object_lock_for(config: StageConfig) -> bool:
+    """``audit.object_lock`` as configured, but never in an ephemeral (branch) stage: a locked
+    object cannot be deleted before its retention ends, and a branch stage must be destroyable."""
+    return config.environment.audit.object_lock and not config.is_ephemeral
 
 
 class AuditTrail(Construct):

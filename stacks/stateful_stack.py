@@ -8,7 +8,7 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from audit.infrastructure import AuditTrail
+from audit.infrastructure import AuditTrail, object_lock_for
 from data_lake.infrastructure import DataLake, StatePolicy
 from infra.config import StageConfig
 from pipelines.model_build.registry import ModelRegistry
@@ -40,7 +40,7 @@ class StatefulStack(cdk.Stack):
             removal_policy=state.removal_policy,
             studio_project=config.naming.sagemaker_project_tag,
         )
-        # The stage's CloudTrail trail (audit/); never object-locked in a branch stage.
+        # The stage's CloudTrail trail (audit/).
         lake = self.lake
         self.audit = AuditTrail(
             self,
@@ -50,7 +50,7 @@ class StatefulStack(cdk.Stack):
             data_buckets=[lake.raw_bucket, lake.curated_bucket, lake.artifacts_bucket],
             access_logs_bucket=lake.access_logs_bucket,
             state=state,
-            object_lock=config.environment.audit.object_lock and not config.is_ephemeral,
+            object_lock=object_lock_for(config),
             log_days=config.environment.retention.log_days,
         )
         for name, value in (

@@ -9,10 +9,10 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_s3 as s3
 
-from audit.infrastructure import AuditTrail
+from audit.infrastructure import AuditTrail, object_lock_for
 from data_lake.infrastructure import StatePolicy
 from infra.compliance import findings
-from infra.config import AuditConfig
+from infra.config import AuditConfig, load_config
 from infra.naming import Naming
 from tests.conftest import resources_of_type
 
@@ -116,3 +116,16 @@ def test_no_unacknowledged_finding_in_the_trail(built: tuple[cdk.Stack, dict[str
     ]
     assert any("NIST.800.53.R5-S3BucketReplicationEnabled" in a for a in acknowledged)
     assert not any("CloudTrailCloudWatchLogsEnabled" in a for a in acknowledged)
+
+
+def test_object_lock_is_never_applied_to_a_branch_stage(mlops_config: dict[str, Any]) -> None:
+    """Even with object lock configured for dev, the branch stage (dev's config) gets none."""
+    mlops_config["environments"]["dev"]["audit"]["object_lock"] = True
+    stages = {s.stage_id: s for s in load_config(mlops_config).stages_for_branch("feat/x")}
+    assert {name: object_lock_for(s) for name, s in stages.items()} == {
+        "mlops-dev": True,
+        "mlops-staging": True,
+        "mlops-prod": True,
+        "mlops-br-feat-x": False,
+    }
+    assert stages["mlops-br-feat-x"].environment.audit.object_lock is True
