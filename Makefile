@@ -21,16 +21,22 @@ BRANCH ?=
 YES ?=
 CDK_CONTEXT := $(if $(BRANCH),-c branch=$(BRANCH),)
 ENV ?= dev
-STAGE = $(shell $(PY) -m infra.stage_name --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',))
+MLOPS := $(VENV)/bin/mlops
+STAGE = $(shell $(MLOPS) stage-name --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',))
 
 .PHONY: help install container-venv synth test lint lint-workflows check-templates format typecheck bench pipeline-local drift-local loadtest deploy diff destroy clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# The project itself, editable, no dependencies: the `mlops` console script (cli/). compat
+	@# mode: a .pth with the repository root, so a package added later is importable without
+	@# reinstalling (the default mode maps only the packages present at install time).
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
+		--config-settings editable_mode=compat -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json $(VENV)/.installed
@@ -49,7 +55,8 @@ synth: install ## synthesize every stage into cdk.out/ (BRANCH=feat/x adds that 
 	rm -rf cdk.out.new
 	cdk synth --quiet --output cdk.out.new $(CDK_CONTEXT)
 	rm -rf cdk.out && mv cdk.out.new cdk.out
-	$(PY) -m infra.summary cdk.out
+	$(MLOPS) synth-summary cdk.out
+	$(PY) -m costing cdk.out
 
 test: install container-venv ## the test suite (what CI runs)
 	$(PY) -m pytest -n 2 -q
@@ -101,8 +108,8 @@ diff: install ## diff one stage against what is deployed
 	cdk diff $(CDK_CONTEXT) '$(STAGE)/*'
 
 destroy: install ## tear down one branch stage (endpoint, models, stacks): make destroy BRANCH=feat/x
-	@# On the default branch infra.teardown refuses in one line (exit 2): shared stages are never destroyed here.
-	$(PY) -m infra.teardown --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',) $(if $(YES),--yes,)
+	@# On the default branch mlops teardown refuses in one line (exit 2): shared stages are never destroyed here.
+	$(MLOPS) teardown --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',) $(if $(YES),--yes,)
 	cdk destroy $(CDK_CONTEXT) $(if $(YES),--force,) '$(STAGE)/*'
 
 clean: ## remove build outputs (keeps the venv and node_modules)

@@ -15,22 +15,18 @@ promoted with this tool, which, with read access to staging and write access to 
 
 Re-running it for the same staging version reuses the prod version already registered.
 
-Usage::
+The command is ``mlops promote`` (``cli/``), which the promotion pipeline's PromoteModel step
+runs too (``promotion/commands.py``)::
 
-    python -m deployment.promote --package-arn <staging model package ARN> \\
+    mlops promote --package-arn <staging model package ARN> \\
         --source-profile staging --target-profile prod [--target-bucket NAME] [--dry-run]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import sys
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -38,7 +34,6 @@ from botocore.exceptions import ClientError
 
 from infra.naming import Naming
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PROMOTED_PREFIX = "promoted-models/"
 PACKAGE_TAG = "model-package-arn"  # written on the endpoint by the deployment workflow
 PROMOTED_KEY = "promoted-to-prod"
@@ -275,48 +270,3 @@ def artifacts_bucket_from_stack(cloudformation: Any, stack_name: str) -> str:
         if output["OutputKey"] == "ArtifactsBucketName":
             return str(output["OutputValue"])
     raise PromotionError(f"stack {stack_name} has no ArtifactsBucketName output")
-
-
-def project_from_cdk_json(path: Path = REPO_ROOT / "cdk.json") -> str:
-    return str(json.loads(path.read_text())["context"]["mlops"]["project"])
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m deployment.promote",
-        description="Promote an approved staging model version to prod (registers, approves).",
-    )
-    parser.add_argument("--package-arn", required=True, help="the staging model package version")
-    parser.add_argument("--source-profile", help="AWS profile for the staging account")
-    parser.add_argument("--target-profile", help="AWS profile for the prod account")
-    parser.add_argument("--region", help="region of both stages (default: the profile's)")
-    parser.add_argument("--project", help="project name (default: cdk.json)")
-    parser.add_argument(
-        "--target-bucket", help="prod artifacts bucket (default: prod stateful stack output)"
-    )
-    parser.add_argument("--dry-run", action="store_true", help="check only, change nothing")
-    args = parser.parse_args(argv)
-
-    source = boto3.Session(profile_name=args.source_profile, region_name=args.region)
-    target = boto3.Session(profile_name=args.target_profile, region_name=args.region)
-    project = args.project or project_from_cdk_json()
-    try:
-        bucket = args.target_bucket or artifacts_bucket_from_stack(
-            target.client("cloudformation"), Naming(project, "prod").stack("stateful")
-        )
-        result = promote(
-            args.package_arn,
-            source=source,
-            target=target,
-            names=PromotionNames.for_project(project, bucket),
-            dry_run=args.dry_run,
-        )
-    except PromotionError as error:
-        print(f"promotion refused: {error}", file=sys.stderr)
-        return 2
-    print(json.dumps(asdict(result), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

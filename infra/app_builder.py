@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,37 +16,12 @@ from aws_cdk import cx_api
 from infra.compliance import RULE_PACKS, ComplianceError, enforce
 from infra.config import CONTEXT_KEY, AppConfig, ConfigError, load_config
 from infra.stages import MlopsStage, stage_class
-from infra.summary import SUMMARY_FILE
+from infra.workspace import REPO_ROOT as REPO_ROOT  # re-exported: callers import them from here
+from infra.workspace import SUMMARY_FILE, current_git_branch, resolve_branch
+from infra.workspace import load_cdk_json_context as load_cdk_json_context
 from pipelines.model_build.definition_cache import CONTEXT_KEY as DEFINITION_CACHE
 from pipelines.model_build.definition_cache import resolve_directory
 from promotion.app import add_pipeline, add_pipeline_access
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def current_git_branch(cwd: Path = REPO_ROOT) -> str | None:
-    """The checked-out branch, or None outside git or on a detached HEAD."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out if out and out != "HEAD" else None
-
-
-def resolve_branch(context_branch: Any, config: AppConfig, git_branch: str | None) -> str:
-    """``-c branch=...`` first, else the current git branch, else the default branch."""
-    if context_branch is not None:
-        if not isinstance(context_branch, str) or not context_branch.strip():
-            raise ConfigError("branch", context_branch, "expected a git branch name")
-        return context_branch.strip()
-    return git_branch or config.default_branch
 
 
 def definition_cache_directory(value: Any) -> Path | None:
@@ -60,13 +34,6 @@ def definition_cache_directory(value: Any) -> Path | None:
 
 def build_stages(app: cdk.App, config: AppConfig, branch: str) -> list[MlopsStage]:
     return [stage_class(sc)(app, config=sc) for sc in config.stages_for_branch(branch)]
-
-
-def load_cdk_json_context(path: Path = REPO_ROOT / "cdk.json") -> dict[str, Any]:
-    """The context block of cdk.json (what the CDK CLI passes to the app), for tests and tools."""
-    context = json.loads(path.read_text())["context"]
-    assert isinstance(context, dict)
-    return context
 
 
 def summary(config: AppConfig, branch: str, stages: list[MlopsStage], packs: int) -> dict[str, Any]:

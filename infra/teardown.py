@@ -4,12 +4,9 @@ The deployment workflow creates the endpoint, endpoint configs and models (not C
 and the pipeline registers model versions, which block deleting the Model Package Group. Only
 ephemeral (branch) stages are ever touched: shared stages keep their models and endpoints.
 
-``python -m infra.teardown --branch feat/x [--yes]``
-
-``make destroy`` runs this before ``cdk destroy``: on the default branch (or ``--branch`` naming it)
-there is no branch stage, and the command refuses in one line, exit status 2, naming the shared
-stage (``--env``) that ``cdk destroy`` would otherwise have removed. Shared stages change through
-the promotion pipeline (README "Promote"), never by a laptop's destroy.
+The command is ``mlops teardown --branch feat/x [--yes]`` (``cli/main.py``), which ``make destroy``
+runs before ``cdk destroy``; it refuses shared stages before calling anything here. Shared stages
+change through the promotion pipeline (README "Promote"), never by a laptop's destroy.
 
 :func:`teardown_branch_resources` is also what the dev stage's sweeper Lambda runs before it deletes
 an expired branch stage's stacks (``sweeper/``): this module imports no CDK at module level, so the
@@ -18,19 +15,10 @@ Lambda's asset carries it with ``infra/config.py`` and ``infra/naming.py``.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from infra.config import (
-    CONTEXT_KEY,
-    ENVIRONMENTS,
-    ConfigError,
-    StageConfig,
-    StageKind,
-    load_config,
-)
+from infra.config import StageConfig, StageKind
 from infra.naming import Naming
 
 #: Every branch stage's qualifier starts with this (``<project>-br-<slug>``).
@@ -101,54 +89,3 @@ def teardown_branch_resources(
         log(f"deleted model version {package['ModelPackageArn']}")
         deleted += 1
     return deleted
-
-
-def shared_stage_refusal(stage: StageConfig) -> str:
-    """The one line ``make destroy`` prints when it would hit a shared stage."""
-    return (
-        f"refusing to destroy {stage.stage_id}: dev, staging and prod are shared stages of the "
-        f"default branch {stage.branch!r}; make destroy removes branch stages only "
-        "(make destroy BRANCH=feat/x)"
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--branch", default=None)
-    parser.add_argument(
-        "--env", default="dev", choices=ENVIRONMENTS, help="the shared stage make targets"
-    )
-    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    args = parser.parse_args(argv)
-    from infra.app_builder import current_git_branch, load_cdk_json_context, resolve_branch
-
-    try:
-        config = load_config(load_cdk_json_context().get(CONTEXT_KEY))
-        branch = resolve_branch(args.branch, config, current_git_branch())
-        all_stages = config.stages_for_branch(branch)
-    except ConfigError as error:
-        print(error, file=sys.stderr)
-        return 2
-    stages = [s for s in all_stages if s.kind is StageKind.EPHEMERAL]
-    if not stages:
-        shared = next(s for s in all_stages if s.env_name == args.env)
-        print(shared_stage_refusal(shared), file=sys.stderr)
-        return 2
-    stage = stages[0]
-    if not args.yes:
-        answer = input(f"Delete endpoint, models and model versions of {stage.stage_id}? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("teardown: nothing deleted")
-            return 1
-    import boto3
-
-    client = boto3.client("sagemaker", region_name=stage.environment.region)
-    count = teardown(client, stage)
-    print(f"teardown: {count} resource(s) deleted from {stage.stage_id}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -135,11 +135,16 @@ def still_served_command(endpoint: str, region: str) -> str:
     )
 
 
+#: The operator CLI, installed into the venv by the install step (``make .venv/.installed``
+#: installs the project itself, editable: the ``mlops`` console script).
+MLOPS = ".venv/bin/mlops"
+
+
 def promote_command(project: str) -> str:
-    """``deployment.promote``, the one promotion code path, from staging's to prod's account
-    (each profile carries its stage's region)."""
+    """``mlops promote`` (``deployment.promote.promote``), the one promotion code path, from
+    staging's to prod's account (each profile carries its stage's region)."""
     return (
-        f'{PYTHON} -m deployment.promote --package-arn "${TESTED_PACKAGE_VARIABLE}" '
+        f'{MLOPS} promote --package-arn "${TESTED_PACKAGE_VARIABLE}" '
         f"--source-profile {SOURCE_PROFILE} --target-profile {TARGET_PROFILE} "
         f"--project {project}"
     )

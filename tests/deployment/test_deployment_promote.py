@@ -1,5 +1,5 @@
-"""``python -m deployment.promote``: staging -> prod promotion, in moto (one account stands in for
-both; the tool only ever sees two boto3 sessions)."""
+"""``deployment.promote`` (``mlops promote``): staging -> prod promotion, in moto (one account
+stands in for both; the tool only ever sees two boto3 sessions)."""
 
 from __future__ import annotations
 
@@ -203,10 +203,14 @@ def test_refuses_a_package_of_another_group(staging: dict[str, Any]) -> None:
         _promote(arn)
 
 
-def test_cli_prints_the_result_and_refuses_with_exit_code_2(
-    staging: dict[str, Any], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_prints_the_result_and_refuses_with_exit_code_1(staging: dict[str, Any]) -> None:
+    """``mlops promote``: the result as JSON; a refusal in one line on stderr, exit 1."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
     base = [
+        "promote",
         "--package-arn",
         staging["arn"],
         "--region",
@@ -214,8 +218,11 @@ def test_cli_prints_the_result_and_refuses_with_exit_code_2(
         "--target-bucket",
         "prod-artifacts",
     ]
-
-    assert promote.main([*base, "--dry-run"]) == 0
-    assert json.loads(capsys.readouterr().out)["message"] == "checks passed (dry run)"
-    assert promote.main(["--package-arn", staging["arn"] + "9", *base[2:]]) == 2
-    assert "promotion refused" in capsys.readouterr().err
+    runner = CliRunner()
+    result = runner.invoke(app, [*base, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["message"] == "checks passed (dry run)"
+    result = runner.invoke(app, ["promote", "--package-arn", staging["arn"] + "9", *base[3:]])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("mlops: promotion refused: ")
+    assert result.stderr.count("\n") == 1

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from cli.summary import render
 from infra.app_builder import current_git_branch, resolve_branch
 from infra.config import ConfigError, load_config
-from infra.summary import render
 from tests.conftest import EPHEMERAL_STAGE, SHARED_STAGES
 
 

@@ -1,6 +1,6 @@
-"""``make destroy`` refuses the shared dev/staging/prod stages: infra.teardown (its first command)
-exits 2 with one line naming the stage, before any AWS client or prompt, so ``cdk destroy`` never
-runs; a branch stage still goes through teardown as before."""
+"""``make destroy`` refuses the shared dev/staging/prod stages: ``mlops teardown`` (its first
+command) exits 2 with one line naming the stage, before any AWS client or prompt, so ``cdk destroy``
+never runs; a branch stage still goes through teardown as before."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from infra import teardown
+from cli.main import app
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,11 +33,11 @@ def no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_shared_stage_is_refused_in_one_line(
     no_aws: None, env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert teardown.main(["--branch", "main", "--env", env, "--yes"]) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert err == (
-        f"refusing to destroy mlops-{env}: dev, staging and prod are shared stages of the "
+    result = CliRunner().invoke(app, ["teardown", "--branch", "main", "--env", env, "--yes"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"mlops: refusing to destroy mlops-{env}: dev, staging and prod are shared stages of the "
         "default branch 'main'; make destroy removes branch stages only "
         "(make destroy BRANCH=feat/x)\n"
     )
@@ -45,9 +46,10 @@ def test_shared_stage_is_refused_in_one_line(
 def test_checked_out_default_branch_is_refused(
     no_aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("infra.app_builder.current_git_branch", lambda *_: "main")
-    assert teardown.main([]) == 2
-    assert capsys.readouterr().err.startswith("refusing to destroy mlops-dev: ")
+    monkeypatch.setattr("infra.workspace.current_git_branch", lambda *_: "main")
+    result = CliRunner().invoke(app, ["teardown"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("mlops: refusing to destroy mlops-dev: ")
 
 
 def test_branch_stage_still_goes_through_teardown(
@@ -55,9 +57,10 @@ def test_branch_stage_still_goes_through_teardown(
 ) -> None:
     prompts: list[str] = []
     monkeypatch.setattr("builtins.input", lambda prompt="": prompts.append(prompt) or "n")
-    assert teardown.main(["--branch", "feat/drift", "--env", "prod"]) == 1
+    result = CliRunner().invoke(app, ["teardown", "--branch", "feat/drift", "--env", "prod"])
+    assert result.exit_code == 1
     assert prompts == ["Delete endpoint, models and model versions of mlops-br-feat-drift? [y/N] "]
-    assert capsys.readouterr().out == "teardown: nothing deleted\n"
+    assert result.stdout == "teardown: nothing deleted\n"
 
 
 def test_make_destroy_runs_the_refusal_before_cdk_destroy() -> None:
@@ -74,7 +77,7 @@ def test_make_destroy_runs_the_refusal_before_cdk_destroy() -> None:
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    teardown_at = next(i for i, line in enumerate(lines) if "-m infra.teardown" in line)
+    teardown_at = next(i for i, line in enumerate(lines) if "bin/mlops teardown" in line)
     destroy_at = next(i for i, line in enumerate(lines) if line.startswith("cdk destroy"))
     assert teardown_at < destroy_at
     assert "--env staging --branch 'main'" in lines[teardown_at]

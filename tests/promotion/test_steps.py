@@ -199,26 +199,37 @@ def test_expect_only_with_served() -> None:
     assert exited.value.code == 2
 
 
-def test_promote_step_command_is_deployment_promote_with_both_profiles(
-    cdk_context: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_promote_step_command_is_mlops_promote_with_both_profiles(
+    cdk_context: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The PromoteModel step runs the operator CLI's ``mlops promote`` (one code path): its
+    words, given to the CLI, reach deployment.promote.promote with both profiles."""
+    from typer.testing import CliRunner
+
+    from cli import promote as cli_promote
+    from cli.main import app
+
     config = load_config(cdk_context["mlops"])
     sessions: list[dict[str, Any]] = []
     called: dict[str, Any] = {}
 
     def fake_session(**kwargs: Any) -> Any:
         sessions.append(kwargs)
-        return type("Session", (), {"client": lambda self, name: name})()
+        return type("Session", (), {"region_name": None, "client": lambda self, name, **_: name})()
 
     def fake_promote(package_arn: str, **kwargs: Any) -> promote.PromotionResult:
         called.update(kwargs, package_arn=package_arn)
         return promote.PromotionResult(package_arn, OTHER, True, True, "s3://b/k", "0" * 64, "ok")
 
-    monkeypatch.setattr(promote.boto3, "Session", fake_session)
-    monkeypatch.setattr(promote, "artifacts_bucket_from_stack", lambda cfn, name: "prod-bucket")
-    monkeypatch.setattr(promote, "promote", fake_promote)
-    argv = _argv(commands.promote_command(config.project))
-    assert promote.main(argv) == 0
+    monkeypatch.setattr("cli.aws.boto3.Session", fake_session)
+    monkeypatch.setattr(cli_promote, "artifacts_bucket_from_stack", lambda cfn, name: "prod-bucket")
+    monkeypatch.setattr(cli_promote, "promote", fake_promote)
+    command = commands.promote_command(config.project)
+    command = command.replace(f'"${commands.TESTED_PACKAGE_VARIABLE}"', shlex.quote(PACKAGE))
+    words = shlex.split(command)
+    assert words[:2] == [commands.MLOPS, "promote"]
+    result = CliRunner().invoke(app, words[1:])
+    assert result.exit_code == 0, result.output
     assert sessions == [
         {"profile_name": "staging", "region_name": None},  # each profile carries its region
         {"profile_name": "prod", "region_name": None},
@@ -226,7 +237,7 @@ def test_promote_step_command_is_deployment_promote_with_both_profiles(
     assert called["package_arn"] == PACKAGE
     assert called["names"] == promote.PromotionNames.for_project("mlops", "prod-bucket")
     assert called["dry_run"] is False
-    assert json.loads(capsys.readouterr().out)["target_package_arn"] == OTHER
+    assert json.loads(result.stdout)["target_package_arn"] == OTHER
 
 
 def test_load_test_step_command_is_accepted_by_the_load_test(

@@ -181,7 +181,7 @@ def test_destroy_tears_down_then_cdk_destroy_via_make(destroy: dict[str, Any]) -
     assert job["steps"][-1]["run"] == 'make destroy BRANCH="$BRANCH" YES=1'
 
 
-#: given on the command line: make -n need not start Python to compute it (infra.stage_name)
+#: given on the command line: make -n need not start Python to compute it (mlops stage-name)
 STAGE = "STAGE=mlops-br-feat-x"
 
 
@@ -194,7 +194,7 @@ def test_make_destroy_runs_the_teardown_before_cdk_destroy() -> None:
         text=True,
         check=True,
     ).stdout.splitlines()
-    teardown = next(i for i, line in enumerate(out) if "-m infra.teardown" in line)
+    teardown = next(i for i, line in enumerate(out) if "bin/mlops teardown" in line)
     destroy = next(i for i, line in enumerate(out) if line.startswith("cdk destroy"))
     assert teardown < destroy
     assert "--branch 'feat/x'" in out[teardown]

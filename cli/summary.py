@@ -1,16 +1,14 @@
-"""Prints what ``make synth`` produced: stages, stacks, resource counts, security-gate result.
-
-Usage: ``python -m infra.summary cdk.out``
-"""
+"""``mlops synth-summary [CDK_OUT]``: what ``make synth`` produced: stages, stacks, resource
+counts, the security-gate result (from the app's summary file; no jsii)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-SUMMARY_FILE = "mlops-summary.json"  # written by the app next to the assembly (no jsii here)
+from cli.errors import CliError
+from infra.workspace import SUMMARY_FILE
 
 
 def stage_stacks(outdir: Path, stage: str) -> list[tuple[str, int]]:
@@ -27,8 +25,26 @@ def stage_stacks(outdir: Path, stage: str) -> list[tuple[str, int]]:
     return sorted(stacks)
 
 
-def render(outdir: Path) -> str:
-    report: dict[str, Any] = json.loads((outdir / SUMMARY_FILE).read_text())
+def load_report(outdir: Path) -> dict[str, Any]:
+    """The app's summary with each stage's stacks and resource counts."""
+    path = outdir / SUMMARY_FILE
+    if not path.is_file():
+        raise CliError(f"{path} not found", "run make synth first")
+    report: dict[str, Any] = json.loads(path.read_text())
+    for stage in report["stages"]:
+        stage["resources"] = [
+            {"stack": name, "resources": count}
+            for name, count in stage_stacks(outdir, stage["stage"])
+        ]
+    return report
+
+
+def gate_passed(report: dict[str, Any]) -> bool:
+    return all(s["nag_packs_passed"] == len(report["rule_packs"]) for s in report["stages"])
+
+
+def render(outdir: Path, report: dict[str, Any] | None = None) -> str:
+    report = report or load_report(outdir)
     lines = [f"branch: {report['branch']}", ""]
     header = f"{'stage':<34} {'kind':<10} {'account':<14} {'region':<15} {'stack':<40} resources"
     lines += [header, "-" * len(header)]
@@ -37,7 +53,8 @@ def render(outdir: Path) -> str:
     for stage in report["stages"]:
         account = stage["account"] + ("*" if stage["placeholder_account"] else "")
         placeholders |= stage["placeholder_account"]
-        for i, (stack, count) in enumerate(stage_stacks(outdir, stage["stage"])):
+        for i, entry in enumerate(stage["resources"]):
+            stack, count = entry["stack"], entry["resources"]
             total += count
             first = (
                 (stage["stage"], stage["kind"], account, stage["region"]) if i == 0 else ("",) * 4
@@ -46,26 +63,12 @@ def render(outdir: Path) -> str:
                 f"{first[0]:<34} {first[1]:<10} {first[2]:<14} {first[3]:<15} {stack:<40} {count}"
             )
     packs = ", ".join(report["rule_packs"])
-    passed = all(s["nag_packs_passed"] == len(report["rule_packs"]) for s in report["stages"])
     lines += [
         "",
         f"{len(report['stages'])} stages, {total} resources",
         f"security gate ({packs}): "
-        + ("0 unacknowledged findings in every stage" if passed else "FAILED"),
+        + ("0 unacknowledged findings in every stage" if gate_passed(report) else "FAILED"),
     ]
     if placeholders:
         lines.append("* placeholder account id: set your accounts in cdk.json before deploying")
     return "\n".join(lines)
-
-
-def main(argv: list[str]) -> int:
-    outdir = Path(argv[1] if len(argv) > 1 else "cdk.out")
-    if not (outdir / SUMMARY_FILE).is_file():
-        print(f"summary: {outdir}/{SUMMARY_FILE} not found: run make synth first", file=sys.stderr)
-        return 1
-    print(render(outdir))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
