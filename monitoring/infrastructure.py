@@ -548,8 +548,16 @@ class DriftJobMonitoring(Construct):
         )
         self.job_role.grant_pass_role(machine_role)
         # VolumeKmsKeyId/KmsKeyId: SageMaker encrypts the job's volume and output with the key
-        # on behalf of the caller.
-        key.grant(machine_role, "kms:CreateGrant", "kms:DescribeKey")
+        # on behalf of the caller and the job's role (grants for AWS resources only, as for the
+        # pipeline's jobs).
+        create_grant = iam.PolicyStatement(
+            actions=["kms:CreateGrant"],
+            resources=[key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        )
+        machine_role.add_to_principal_policy(create_grant)
+        self.job_role.add_to_policy(create_grant)
+        key.grant(machine_role, "kms:DescribeKey")
         topic.grant_publish(self.state_machine)
         # Keep only the role's policy as DependsOn (the role is implied by GetAtt; W3005).
         policy = machine_role.node.try_find_child("DefaultPolicy")

@@ -176,6 +176,9 @@ def test_roles_are_least_privilege(templates: dict[str, dict[str, dict[str, Any]
         "sagemaker:OutputKmsKey",
     }
     assert _tail(create["Resource"]).endswith(f":processing-job/{stage}-drift-*")
+    for role_statements in (machine_statements, _statements(template, role_id("JobRole"))):
+        (grant,) = [s for s in role_statements if "kms:CreateGrant" in _actions(s)]
+        assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
     (pass_role,) = [s for s in machine_statements if "iam:PassRole" in _actions(s)]
     assert pass_role["Resource"] == {"Fn::GetAtt": [role_id("JobRole"), "Arn"]}
     # The launcher: PutMetricData only in the drift namespace; no wildcard S3 listing.
