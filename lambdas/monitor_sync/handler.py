@@ -13,9 +13,10 @@ What it does, reading the endpoint's CURRENT state (the event only says "look no
    nothing, logged.
 2. The served model package: endpoint config -> model -> ``PrimaryContainer.ModelPackageName``
    (how the deployment workflow creates models) -> ``DescribeModelPackage``: its version and its
-   ``DriftCheckBaselines.ModelDataQuality`` (the pipeline's QualityCheckStep output). A package of
-   another group, or without that baseline (e.g. built before the backend was model_monitor) ->
-   nothing, logged as an error.
+   ``DriftCheckBaselines.ModelDataQuality`` (the pipeline's QualityCheckStep output, marked by
+   the package's ``DataQualityBaselineFormat: model-monitor`` metadata). A package of another
+   group, or without that baseline (e.g. built before the backend was model_monitor: its
+   drift-check baseline is the repository's own statistics.json) -> nothing, logged.
 3. A data-quality job definition named after the package version and a hash of its settings
    (job definitions are immutable: a new version or new settings is a new name); created unless
    it exists. With ``GROUND_TRUTH_S3_URI``, a model-quality job definition likewise
@@ -73,6 +74,12 @@ MAX_RUNTIME_S = {DATA_QUALITY: 3600, MODEL_QUALITY: 1800}
 PROBABILITY_ATTRIBUTE = "predictions[0].score"
 PROBABILITY_THRESHOLD = 0.5
 PROBLEM_TYPE = "BinaryClassification"
+#: The package's CustomerMetadataProperties entry saying its drift-check baseline is Model
+#: Monitor's (== pipelines/model_build/definition.py BASELINE_FORMAT_*): packages built with
+#: another backend carry the repository's own statistics.json there, which Model Monitor cannot
+#: read.
+BASELINE_FORMAT_METADATA = "DataQualityBaselineFormat"
+BASELINE_FORMAT_MODEL_MONITOR = "model-monitor"
 NAME_MAX = 63  # job definition and schedule names: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 
 
@@ -180,13 +187,18 @@ def served_package(sm: Any, settings: Settings) -> ServedPackage:
         raise NotMonitorable(
             f"{package_arn} is not a package of {settings.model_package_group_name}"
         )
+    metadata = package.get("CustomerMetadataProperties") or {}
+    if metadata.get(BASELINE_FORMAT_METADATA) != BASELINE_FORMAT_MODEL_MONITOR:
+        raise NotMonitorable(
+            f"{package_arn} has no Model Monitor data-quality baseline (built with another "
+            "monitoring backend): deploy a version built with monitoring.backend model_monitor"
+        )
     quality = (package.get("DriftCheckBaselines") or {}).get("ModelDataQuality") or {}
     statistics = (quality.get("Statistics") or {}).get("S3Uri")
     constraints = (quality.get("Constraints") or {}).get("S3Uri")
     if not statistics or not constraints:
         raise NotMonitorable(
-            f"{package_arn} has no Model Monitor data-quality baseline (DriftCheckBaselines."
-            "ModelDataQuality): build it with monitoring.backend model_monitor"
+            f"{package_arn} has no drift-check baseline (DriftCheckBaselines.ModelDataQuality)"
         )
     return ServedPackage(package_arn, int(package["ModelPackageVersion"]), statistics, constraints)
 

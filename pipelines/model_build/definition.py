@@ -147,6 +147,9 @@ BASELINE_FEATURES_DIR = f"{c.PROCESSING_ROOT}/output/{BASELINE_FEATURES_OUTPUT}"
 #: The QualityCheckStep's output name (its files: Model Monitor's statistics.json and
 #: constraints.json).
 MODEL_MONITOR_BASELINE_OUTPUT = "baseline"
+#: CustomerMetadataProperties entry of a model_monitor package (== lambdas/monitor_sync's).
+BASELINE_FORMAT_METADATA = "DataQualityBaselineFormat"
+BASELINE_FORMAT_MODEL_MONITOR = "model-monitor"
 
 # ---- Registration (the model package's inference specification) ---------------------------
 
@@ -788,7 +791,8 @@ class _Builder:
             )
 
         evaluation = report(c.CONDITION.step, c.CONDITION.output, c.CONDITION.path)
-        if self.model_monitor:
+        mm = self.model_monitor
+        if mm:
             # What the SDK's own examples register: the baseline just calculated as the
             # model's data metrics, the baseline used for drift checks as its drift-check
             # baseline (the same files here: skip_check + register_new_baseline).
@@ -855,6 +859,9 @@ class _Builder:
                 PARAM_TRIGGER_REASON: self.trigger_reason,  # alarm:<name>, schedule, manual
                 METADATA_CODE_BUNDLE_HASH: self.inputs.code_uri.rstrip("/").rsplit("/", 1)[-1],
                 METADATA_PIPELINE_EXECUTION_ARN: ExecutionVariables.PIPELINE_EXECUTION_ARN,
+                # Only model_monitor packages say their baseline is in Model Monitor's format
+                # (the monitor_sync Lambda schedules no package without it).
+                **({BASELINE_FORMAT_METADATA: BASELINE_FORMAT_MODEL_MONITOR} if mm else {}),
             },
         )
         display_name, description = DISPLAY[c.REGISTER_STEP]

@@ -105,7 +105,9 @@ def model(version: int) -> dict[str, Any]:
     }
 
 
-def package(version: int, *, baseline: bool = True, group: str = GROUP) -> dict[str, Any]:
+def package(
+    version: int, *, baseline: bool = True, group: str = GROUP, model_monitor_format: bool = True
+) -> dict[str, Any]:
     response: dict[str, Any] = {
         "ModelPackageName": group,
         "ModelPackageGroupName": group,
@@ -115,6 +117,11 @@ def package(version: int, *, baseline: bool = True, group: str = GROUP) -> dict[
         "ModelPackageStatus": "Completed",
         "ModelPackageStatusDetails": {"ValidationStatuses": []},
     }
+    if model_monitor_format:
+        response["CustomerMetadataProperties"] = {
+            h.BASELINE_FORMAT_METADATA: h.BASELINE_FORMAT_MODEL_MONITOR,
+            "InputDataVersion": "2026-11-30.1",
+        }
     if baseline:
         response["DriftCheckBaselines"] = {
             "ModelDataQuality": {
@@ -437,7 +444,9 @@ def test_no_schedule_without_capture_or_before_in_service(
 @pytest.mark.parametrize(
     ("options", "reason"),
     [
-        ({"baseline": False}, "has no Model Monitor data-quality baseline"),
+        ({"baseline": False}, "has no drift-check baseline"),
+        # Built with drift_job: a drift-check baseline, but the repository's own format.
+        ({"model_monitor_format": False}, "has no Model Monitor data-quality baseline"),
         ({"group": "another-group"}, "is not a package of mlops-staging-models"),
     ],
 )
@@ -504,3 +513,12 @@ def test_the_handler_reads_its_settings_and_rejects_a_malformed_event(
     }.items():
         monkeypatch.setenv(key, value)
     assert h.handler({"source": "aws.ec2"}, None)["action"] == "rejected"
+
+
+def test_the_baseline_format_marker_is_the_pipelines() -> None:
+    from pipelines.model_build import definition
+
+    assert (h.BASELINE_FORMAT_METADATA, h.BASELINE_FORMAT_MODEL_MONITOR) == (
+        definition.BASELINE_FORMAT_METADATA,
+        definition.BASELINE_FORMAT_MODEL_MONITOR,
+    )

@@ -104,6 +104,7 @@ def test_drift_job_and_off_render_the_definition_without_the_field(
     assert all_steps(doc)[c.BASELINE_STEP]["Type"] == "Processing"
     assert "QualityCheck" not in rendered["drift_job"]
     assert d.BASELINE_FEATURES_OUTPUT not in rendered["drift_job"]
+    assert d.BASELINE_FORMAT_METADATA not in rendered["drift_job"]
 
 
 def test_the_backend_is_part_of_the_definition_cache_key() -> None:
@@ -218,6 +219,9 @@ def test_the_registered_baselines_are_the_check_steps(mm_doc: dict[str, Any]) ->
     assert quality["Constraints"]["S3Uri"] == get("CalculatedBaselineConstraints")
     assert drift["Statistics"]["S3Uri"] == get("BaselineUsedForDriftCheckStatistics")
     assert drift["Constraints"]["S3Uri"] == get("BaselineUsedForDriftCheckConstraints")
+    # The marker monitor_sync requires; packages of other backends carry none.
+    metadata = register["CustomerMetadataProperties"]
+    assert metadata[d.BASELINE_FORMAT_METADATA] == d.BASELINE_FORMAT_MODEL_MONITOR
     execution = CheckExecution(mm_doc)
     resolved = execution.literal(drift["Statistics"]["S3Uri"])
     assert resolved.endswith(
