@@ -145,8 +145,7 @@ def test_everything_in_place_passes(config: Any, accounts: Accounts) -> None:
     accounts.bootstrap(TOOLING)
     for account in (DEV, STAGING, PROD):
         accounts.bootstrap(account, trusted=(TOOLING,))
-    for account in (STAGING, PROD):  # instance endpoints: autoscaling
-        accounts.autoscaling_role(account)
+    accounts.autoscaling_role(PROD)  # instance endpoints (prod): autoscaling
     accounts.github_role(DEV)
     result = pf.preflight(config, accounts.client, CALLER, (8, "test"))
     assert result.problems == []
@@ -154,7 +153,7 @@ def test_everything_in_place_passes(config: Any, accounts: Accounts) -> None:
     for account in (DEV, STAGING, PROD, TOOLING):
         assert f"{account}/{REGION}: CDKToolkit bootstrap version 21 (>= 8)" in passed
     assert passed.count("trusts the tooling account") == 6  # 3 accounts x 2 roles
-    assert passed.count(pf.AUTOSCALING_SLR) == 2  # dev is serverless: not needed there
+    assert passed.count(pf.AUTOSCALING_SLR) == 1  # dev, staging serverless: not needed there
     assert "connection mlops-github is AVAILABLE" in passed
     assert f"{DEV}/{REGION}: deploy trusts GitHub's OIDC tokens of repo:my-org/mlops:" in passed
 
@@ -278,8 +277,6 @@ def test_without_delivery_trust_and_connection_are_skipped_with_a_note(
         accounts.bootstrap(account)  # trusts nobody else: fine without a pipeline
     result = pf.preflight(config, accounts.client, CALLER, (8, "test"))
     assert [p.what for p in result.problems] == [
-        f"the service-linked role {pf.AUTOSCALING_SLR} does not exist; staging scale their "
-        "endpoint variants with Application Auto Scaling, which needs it",
         f"the service-linked role {pf.AUTOSCALING_SLR} does not exist; prod scale their "
         "endpoint variants with Application Auto Scaling, which needs it",
     ]
