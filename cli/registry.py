@@ -69,7 +69,11 @@ def set_approval(
         )
     previous = package.get("ModelApprovalStatus")
     sagemaker.update_model_package(
-        ModelPackageArn=arn, ModelApprovalStatus=status, ApprovalDescription=comment
+        ModelPackageArn=arn,
+        ModelApprovalStatus=status,
+        ApprovalDescription=comment,
+        # Repeated as they are (as deployment.promote does): what the pipeline recorded stays.
+        **({"CustomerMetadataProperties": metadata} if metadata else {}),
     )
     return {
         "arn": arn,

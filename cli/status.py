@@ -44,7 +44,8 @@ def not_found(error: ClientError) -> bool:
     """The resource does not exist (not deployed yet); any other refusal is an error."""
     info = error.response.get("Error", {})
     code, message = str(info.get("Code", "")), str(info.get("Message", "")).lower()
-    return "NotFound" in code or (code == "ValidationException" and "not exist" in message)
+    missing = "not exist" in message or "could not find" in message or "not found" in message
+    return "NotFound" in code or (code == "ValidationException" and missing)
 
 
 def pipeline_executions(sagemaker: Any, pipeline: str, limit: int, now: datetime) -> dict[str, Any]:

@@ -1,0 +1,149 @@
+"""``mlops teardown``, ``stage-name``, ``synth-summary`` and ``cost``: the tools that were
+``python -m infra.*`` before (``make deploy/diff/destroy/synth`` call them)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from typer.testing import Result
+
+from tests.cli.conftest import as_json, one_error_line
+
+REGION = "us-east-1"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+
+
+@pytest.mark.parametrize(
+    ("args", "stage"),
+    [
+        (("--env", "staging"), "mlops-staging"),
+        (("--env", "prod", "--branch", "main"), "mlops-prod"),
+        (("--branch", "feat/Drift_Alarm"), "mlops-br-feat-drift-alarm"),
+    ],
+)
+def test_stage_name(mlops: Callable[..., Result], args: tuple[str, ...], stage: str) -> None:
+    result = mlops("stage-name", *args)
+    assert (result.exit_code, result.stdout) == (0, f"{stage}\n")
+
+
+def test_stage_name_follows_the_checked_out_feature_branch(
+    mlops: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("infra.workspace.current_git_branch", lambda *_: "fix/typo")
+    assert mlops("stage-name", "--env", "prod").stdout == "mlops-br-fix-typo\n"
+
+
+def test_stage_name_of_a_bad_branch_is_a_config_error(mlops: Callable[..., Result]) -> None:
+    line = one_error_line(mlops("stage-name", "--branch", "///"), 2)
+    assert line.startswith("mlops: config error: branch = '///': ")
+
+
+def test_teardown_deletes_the_branch_stage_resources(
+    moto_aws: None, mlops: Callable[..., Result]
+) -> None:
+    sm = boto3.client("sagemaker", region_name=REGION)
+    for name in ("mlops-br-feat-drift-model-1", "mlops-dev-model-1"):
+        sm.create_model(
+            ModelName=name,
+            ExecutionRoleArn="arn:aws:iam::111111111111:role/x",
+            PrimaryContainer={"Image": IMAGE},
+        )
+    # (model versions: tests/foundation/test_teardown.py; moto cannot delete them)
+    declined = mlops("teardown", "--branch", "feat/drift", input="n\n")
+    assert declined.exit_code == 1 and declined.stdout.endswith("teardown: nothing deleted\n")
+    assert len(sm.list_models()["Models"]) == 2
+    result = mlops("teardown", "--branch", "feat/drift", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert (
+        result.stdout.splitlines()[-1] == "teardown: 1 resource(s) deleted from mlops-br-feat-drift"
+    )
+    assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["mlops-dev-model-1"]
+
+
+def _assembly(root: Path, gate: int = 3) -> Path:
+    """A cloud assembly as make synth leaves it: the app's summary and one stage's stacks."""
+    stage = root / "assembly-mlops-dev"
+    stage.mkdir(parents=True)
+    (stage / "manifest.json").write_text(
+        json.dumps(
+            {
+                "artifacts": {
+                    "a": {
+                        "type": "aws:cloudformation:stack",
+                        "properties": {"templateFile": "a.json", "stackName": "mlops-dev-stateful"},
+                    },
+                    "b": {"type": "cdk:asset-manifest", "properties": {}},
+                }
+            }
+        )
+    )
+    (stage / "a.json").write_text(json.dumps({"Resources": {"X": {}, "Y": {}}}))
+    (root / "mlops-summary.json").write_text(
+        json.dumps(
+            {
+                "branch": "main",
+                "rule_packs": ["A", "B", "C"],
+                "stages": [
+                    {
+                        "stage": "mlops-dev",
+                        "kind": "shared",
+                        "environment": "dev",
+                        "account": "111111111111",
+                        "placeholder_account": True,
+                        "region": REGION,
+                        "stacks": ["mlops-dev-stateful"],
+                        "nag_packs_passed": gate,
+                    }
+                ],
+            }
+        )
+    )
+    return root
+
+
+def test_synth_summary_table_and_json(tmp_path: Path, mlops: Callable[..., Result]) -> None:
+    out = _assembly(tmp_path / "cdk.out")
+    text = mlops("synth-summary", str(out)).stdout
+    assert "mlops-dev-stateful" in text and "1 stages, 2 resources" in text
+    assert "security gate (A, B, C): 0 unacknowledged findings in every stage" in text
+    assert "* placeholder account id" in text
+    report = as_json(mlops("synth-summary", str(out), "--output", "json"))
+    assert report["stages"][0]["resources"] == [{"stack": "mlops-dev-stateful", "resources": 2}]
+
+
+def test_synth_summary_without_a_synth(tmp_path: Path, mlops: Callable[..., Result]) -> None:
+    line = one_error_line(mlops("synth-summary", str(tmp_path)), 1)
+    assert line == f"mlops: {tmp_path}/mlops-summary.json not found (run make synth first)"
+
+
+def test_cost_not_available_without_the_costing_module(
+    tmp_path: Path, mlops: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "costing", None)  # import costing... fails as if absent
+    monkeypatch.delitem(sys.modules, "costing.estimate", raising=False)
+    line = one_error_line(mlops("cost", str(tmp_path)), 4)
+    assert line.startswith("mlops: cost report not available yet (")
+
+
+def test_cost_of_the_synthesized_stages(synthesized: Any, mlops: Callable[..., Result]) -> None:
+    """The command presents what costing computes from the session synth, number for number."""
+    estimate = pytest.importorskip("costing.estimate")
+    outdir = Path(synthesized.assembly.directory)
+    expected = {c.stage: c for c in estimate.stage_costs(outdir)}
+    report = as_json(mlops("cost", str(outdir), "--output", "json"))
+    assert [s["stage"] for s in report] == list(expected)
+    for stage in report:
+        cost = expected[stage["stage"]]
+        assert stage["idle_monthly_usd"] == cost.idle_monthly_usd
+        assert stage["budget_usd"] == cost.budget_usd
+        if cost.endpoint is not None:
+            per_1000 = stage["endpoint"]["per_1000_requests_usd"]
+            assert per_1000 == cost.endpoint.per_1000_requests_usd
+    table = mlops("cost", str(outdir)).stdout
+    assert all(name in table for name in expected)
