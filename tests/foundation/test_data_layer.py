@@ -32,7 +32,8 @@ def bucket(template: dict[str, Any], name: str) -> tuple[str, dict[str, Any]]:
 
 
 def key_logical_id(template: dict[str, Any]) -> str:
-    (lid,) = resources_of_type(template, "AWS::KMS::Key")
+    """The data lake's key (the stack also holds the audit trail's own key: tests/audit)."""
+    (lid,) = [k for k in resources_of_type(template, "AWS::KMS::Key") if k.startswith("DataLake")]
     return lid
 
 
@@ -257,7 +258,7 @@ def test_ephemeral_stage_destroys_everything_and_empties_buckets(templates: dict
         for lid, res in resources_of_type(template, type_).items():
             assert res["DeletionPolicy"] == "Delete", lid
     auto_delete = resources_of_type(template, "Custom::S3AutoDeleteObjects")
-    assert len(auto_delete) == 4
+    assert len(auto_delete) == 5  # the lake's four buckets and the audit trail's
     workgroup = next(iter(resources_of_type(template, "AWS::Athena::WorkGroup").values()))
     assert workgroup["Properties"]["RecursiveDeleteOption"] is True
 
