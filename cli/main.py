@@ -16,6 +16,7 @@ import typer
 
 from cli.errors import (
     EXIT_CODES_HELP,
+    EXIT_CREDENTIALS,
     EXIT_FAILURE,
     EXIT_USAGE,
     CliError,
@@ -316,6 +317,31 @@ def synth_summary(
 
     report = load_report(cdk_out)
     _emit(output, report, lambda: print(render(cdk_out, report)))
+
+
+@app.command()
+@guarded
+def preflight(
+    cdk_out: Annotated[
+        Path, typer.Option(help="the cloud assembly make synth writes (its bootstrap version)")
+    ] = Path("cdk.out"),
+) -> None:
+    """Check what a first deploy needs in every stage account (bootstrap, trust, service-linked
+    roles, connection): infra.preflight, with the default credential chain (AWS_PROFILE).
+    Exit 1 when something is missing (each with its fix)."""
+    import boto3
+
+    from infra import preflight as checks
+
+    if boto3.Session().get_credentials() is None:
+        raise CliError(
+            "no AWS credentials found: nothing checked",
+            "set AWS_PROFILE, aws sso login, or environment credentials",
+            EXIT_CREDENTIALS,
+        )
+    code = checks.main(["--cdk-out", str(cdk_out)])
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

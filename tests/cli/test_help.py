@@ -23,6 +23,7 @@ COMMANDS = (
     "teardown",
     "stage-name",
     "synth-summary",
+    "preflight",
     "cost",
 )
 

@@ -147,3 +147,21 @@ def test_cost_of_the_synthesized_stages(synthesized: Any, mlops: Callable[..., R
             assert per_1000 == cost.endpoint.per_1000_requests_usd
     table = mlops("cost", str(outdir)).stdout
     assert all(name in table for name in expected)
+
+
+def test_preflight_runs_infra_preflight_on_the_assembly(
+    aws_env: None, tmp_path: Path, mlops: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr("infra.preflight.main", lambda argv: calls.append(argv) or 1)
+    result = mlops("preflight", "--cdk-out", str(tmp_path))
+    assert (result.exit_code, calls) == (1, [["--cdk-out", str(tmp_path)]])
+
+
+def test_preflight_without_credentials_checks_nothing(
+    tmp_path: Path, mlops: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("boto3.Session.get_credentials", lambda self: None)
+    monkeypatch.setattr("infra.preflight.main", lambda argv: pytest.fail("checked"))
+    line = one_error_line(mlops("preflight"), 3)
+    assert line.startswith("mlops: no AWS credentials found: nothing checked (")
