@@ -338,7 +338,7 @@ def plan_deployment(event: PlanEvent, *, sagemaker: Any, sfn: Any) -> Plan:
             "skip",
             "NotPromoted",
             f"{package_arn} is approved but was not promoted to prod: run "
-            "`python -m deployment.promote` with the staging version it should mirror",
+            "`mlops promote --package-arn` with the staging version it should mirror",
             *about,
         )
 
