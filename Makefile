@@ -19,7 +19,8 @@ BRANCH ?=
 # YES=1: no prompts (the branch workflows): cdk deploy --require-approval never, teardown
 # --yes, cdk destroy --force.
 YES ?=
-CDK_CONTEXT := $(if $(BRANCH),-c branch=$(BRANCH),)
+TREE ?=
+CDK_CONTEXT := $(if $(BRANCH),-c branch=$(BRANCH),) $(if $(TREE),-c tree-metadata=$(TREE),)
 ENV ?= dev
 MLOPS := $(VENV)/bin/mlops
 STAGE = $(shell $(MLOPS) stage-name --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',))
