@@ -151,12 +151,44 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
+_ASL_TREES: dict[str, Any] = {}
+
+
+def cache_asl_parse_trees() -> None:
+    """moto parses a definition with its pure-Python ANTLR parser four times per state machine
+    and execution (validation, two static analyses, the interpreter): most of the CPU of an
+    executed workflow test. Keep the parse TREE per definition text (each parse of the same text
+    gives the same tree; nothing writes to it) and build fresh evaluation components from it on
+    every call, as moto does. A definition with syntax errors is never cached: it raises every
+    time, as before."""
+    from moto.stepfunctions.parser.asl.parse import asl_parser
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    parser = asl_parser.AmazonStateLanguageParser
+    if getattr(parser.parse, "cached_trees", False):
+        return
+    parse_uncached = parser.parse
+
+    def parse(definition: str) -> tuple[Any, Any]:
+        tree = _ASL_TREES.get(definition)
+        if tree is None:
+            program, tree = parse_uncached(definition)
+            _ASL_TREES[definition] = tree
+            return program, tree
+        return Preprocessor().visit(tree), tree
+
+    parse.cached_trees = True  # type: ignore[attr-defined]
+    parser.parse = staticmethod(parse)  # type: ignore[method-assign]
+
+
 @pytest.fixture
 def moto_aws(aws_env: None) -> Iterator[None]:
     """moto with real execution of state machines. The boto3 default session is kept between
     tests (same fake credentials) so botocore parses each service model once per session
     (moto's handler is in every session: moto is imported at the top of this file)."""
     from moto import mock_aws
+
+    cache_asl_parse_trees()
 
     with mock_aws(
         config={

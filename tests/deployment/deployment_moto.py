@@ -235,7 +235,7 @@ class DeploymentHarness:
                 return dict(description)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still running after {timeout}s")
-            time.sleep(0.01)
+            time.sleep(0.1)
 
     def run(self, payload: dict[str, Any], name: str) -> dict[str, Any]:
         return self.wait(self.start(payload, name))

@@ -67,7 +67,7 @@ class Harness:
                 return dict(description)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{arn} still running after {timeout}s")
-            time.sleep(0.01)
+            time.sleep(0.1)
 
     def pipeline_executions(self) -> list[dict[str, Any]]:
         backend = sagemaker_backends[MOTO_ACCOUNT][REGION]
