@@ -281,7 +281,12 @@ class DeploymentWorkflow(Construct):
         return [
             {"Key": PACKAGE_TAG, "Value.$": "$.plan.packageArn"},
             {"Key": "deployed-by-execution", "Value.$": "$$.Execution.Name"},
+            self._project_tag(),
         ]
+
+    def _project_tag(self) -> dict[str, str]:
+        """The tag Studio groups a project's resources by (README "SageMaker Studio")."""
+        return {"Key": "sagemaker:project-name", "Value": self.s.prefix}
 
     def _scalable_target(self) -> dict[str, str]:
         return {
@@ -639,7 +644,10 @@ class DeploymentWorkflow(Construct):
             {
                 "EndpointName": s.endpoint_name,
                 "EndpointConfigName.$": "$.plan.endpointConfigName",
-                "Tags": [{"Key": "managed-by", "Value": f"{s.prefix}-deployment-workflow"}],
+                "Tags": [
+                    {"Key": "managed-by", "Value": f"{s.prefix}-deployment-workflow"},
+                    self._project_tag(),
+                ],
             },
             [s.iam.endpoint, s.iam.endpoint_configs],
             tagging=True,

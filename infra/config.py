@@ -206,6 +206,16 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class StudioConfig:
+    """Optional SageMaker Studio domain of the stage, VPC-only (``studio/``, README "SageMaker
+    Studio"). Needs the environment's ``vpc``."""
+
+    enabled: bool = False
+    #: Studio user profiles created in the domain (names, unique).
+    user_profiles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     account: str
@@ -220,6 +230,7 @@ class EnvironmentConfig:
     ingestion: IngestionConfig = field(default_factory=IngestionConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    studio: StudioConfig = field(default_factory=StudioConfig)
 
     @property
     def placeholder_account(self) -> bool:
@@ -547,6 +558,7 @@ def _parse_environment(
             "ingestion",
             "monitoring",
             "audit",
+            "studio",
         ),
     )
     account = str(
@@ -663,7 +675,37 @@ def _parse_environment(
         ingestion=_parse_ingestion(env.section("ingestion", _INGESTION_KEYS, {}), name),
         monitoring=_parse_monitoring(env.section("monitoring", _MONITORING_KEYS, {})),
         audit=_parse_audit(env.section("audit", _AUDIT_KEYS, {}), name),
+        studio=_parse_studio(env.section("studio", ("enabled", "user_profiles"), {}), vpc),
     )
+
+
+#: SageMaker's UserProfileName pattern (CreateUserProfile).
+_USER_PROFILE = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", re.ASCII)
+
+
+def _parse_studio(section: _Section, vpc: VpcConfig | None) -> StudioConfig:
+    enabled = section.boolean("enabled", False)
+    raw = section.get("user_profiles", [])
+    names = raw if isinstance(raw, list) else None
+    if names is None or not all(
+        isinstance(n, str) and _USER_PROFILE.fullmatch(n) is not None for n in names
+    ):
+        raise ConfigError(
+            section.key("user_profiles"),
+            raw,
+            "expected a list of user profile names (letters, digits, hyphens; 1-63, no leading "
+            "or trailing hyphen)",
+        )
+    if len(set(names)) != len(names):
+        raise ConfigError(section.key("user_profiles"), raw, "user profile names must be unique")
+    if enabled and vpc is None:
+        raise ConfigError(
+            section.key("enabled"),
+            True,
+            "a VPC-only Studio domain needs this environment's vpc (vpc_id, subnet_ids, "
+            "security_group_ids)",
+        )
+    return StudioConfig(enabled=enabled, user_profiles=tuple(names))
 
 
 _AUDIT_KEYS = ("read_data_events", "retention_days", "object_lock", "cloudwatch_logs")

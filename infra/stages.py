@@ -16,6 +16,7 @@ from stacks.deployment_stack import DeploymentStack
 from stacks.model_build_stack import ModelBuildStack
 from stacks.operations_stack import OperationsStack
 from stacks.stateful_stack import StatefulStack
+from studio.infrastructure import StudioDomain
 from sweeper.infrastructure import BranchSweeper
 
 
@@ -49,6 +50,16 @@ class MlopsStage(cdk.Stage):
             state=state,
         )
         lake = self.stateful.lake
+        if env.studio.enabled and env.vpc is not None:  # config: enabled needs the vpc
+            StudioDomain(
+                self.stateful,
+                "Studio",
+                naming=naming,
+                vpc=env.vpc,
+                key=lake.key,
+                buckets=[lake.raw_bucket, lake.curated_bucket, lake.artifacts_bucket],
+                user_profiles=env.studio.user_profiles,
+            )
         self.model_build = ModelBuildStack(
             self,
             "ModelBuild",
