@@ -103,12 +103,13 @@ def status(
     output: OutputOption = Output.table,
 ) -> None:
     """Pipelines and their last executions, model versions, what each endpoint serves."""
-    from cli.aws import client, session
+    from cli.aws import check_account, client, session
     from cli.stages import load_app_config, select_stage
     from cli.status import print_status, stage_status
 
     stage = select_stage(load_app_config(), env.value, branch)
     sess = session(profile, region or stage.environment.region)
+    check_account(sess, stage)
     report = stage_status(
         client(sess, "sagemaker"), client(sess, "s3") if metrics else None, stage, limit
     )
@@ -280,7 +281,7 @@ def teardown(
 ) -> None:
     """Delete a branch stage's endpoint, endpoint configs, models and model versions (make
     destroy runs it before cdk destroy; shared stages are refused, exit 2)."""
-    from cli.aws import client, session
+    from cli.aws import check_account, client, session
     from cli.stages import load_app_config, select_stage
     from cli.teardown import confirm_prompt, shared_stage_refusal
     from infra.config import StageKind
@@ -292,8 +293,9 @@ def teardown(
     if not yes and input(confirm_prompt(stage)).strip().lower() not in ("y", "yes"):
         print("teardown: nothing deleted")
         raise typer.Exit(EXIT_FAILURE)
-    sagemaker = client(session(profile, region or stage.environment.region), "sagemaker")
-    count = delete_branch_resources(sagemaker, stage)
+    sess = session(profile, region or stage.environment.region)
+    check_account(sess, stage)
+    count = delete_branch_resources(client(sess, "sagemaker"), stage)
     print(f"teardown: {count} resource(s) deleted from {stage.stage_id}")
 
 

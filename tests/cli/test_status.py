@@ -290,3 +290,24 @@ def test_bad_config_is_one_line_exit_2(
 
 def test_unknown_env_is_a_usage_error(mlops: Callable[..., Result]) -> None:
     assert mlops("status", "--env", "qa").exit_code == 2
+
+
+@pytest.fixture
+def moto_accounts(monkeypatch: pytest.MonkeyPatch, cdk_context: dict[str, Any]) -> None:
+    """cdk.json with real-looking accounts: staging in moto's account, prod in another."""
+    context = json.loads(json.dumps(cdk_context))
+    environments = context["mlops"]["environments"]
+    environments["staging"]["account"] = "123456789012"  # moto's default account
+    environments["prod"]["account"] = "999999999999"
+    monkeypatch.setattr("infra.workspace.load_cdk_json_context", lambda: context)
+
+
+def test_the_credentials_must_be_for_the_stage_account(
+    moto_aws: None, moto_accounts: None, mlops: Callable[..., Result]
+) -> None:
+    assert as_json(mlops("status", "--env", "staging", "-o", "json"))["stage"] == "mlops-staging"
+    line = one_error_line(mlops("status", "--env", "prod"), 3)
+    assert line == (
+        "mlops: the credentials are for account 123456789012; mlops-prod is in account "
+        "999999999999 (use --profile with credentials for that account)"
+    )
