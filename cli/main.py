@@ -285,7 +285,7 @@ def teardown(
     from cli.stages import load_app_config, select_stage
     from cli.teardown import confirm_prompt, shared_stage_refusal
     from infra.config import StageKind
-    from infra.teardown import teardown as delete_branch_resources
+    from sweeper.teardown import teardown as delete_branch_resources
 
     stage = select_stage(load_app_config(), env.value, branch, follow_git=True)
     if stage.kind is not StageKind.EPHEMERAL:

@@ -3,7 +3,7 @@ configs, models, model versions) before ``cdk destroy`` removes its stacks (``ma
 
 Only branch stages: on the default branch (or ``--branch`` naming it) the command refuses in one
 line, exit 2, naming the shared stage ``cdk destroy`` would otherwise have removed; no AWS client
-is made and nothing is asked. The deletion itself is :func:`infra.teardown.teardown`, which the
+is made and nothing is asked. The deletion itself is :func:`sweeper.teardown.teardown`, which the
 dev stage's sweeper Lambda runs too.
 """
 

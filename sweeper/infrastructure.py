@@ -7,7 +7,7 @@ dev account is where every branch stage lives).
       --> Lambda lambdas/sweeper (async; failed invocations to the operations dead-letter queue)
             ListStacks/DescribeStacks <project>-br-*  -> stages whose stacks all carry the
             ephemeral-ttl-days and deployed-by-branch tags and were not updated for the TTL
-            -> infra.teardown (endpoint, endpoint configs, models, model versions)
+            -> sweeper.teardown (endpoint, endpoint configs, models, model versions)
             -> DeleteStack in dependency order (only stacks named <project>-br-* AND carrying
                both tags: the IAM policy's resource and aws:ResourceTag conditions say so too)
             -> report to the operations topic (and the log)
@@ -17,8 +17,9 @@ the bootstrap's cfn-exec role with every stack), so the function holds no permis
 stacks' resources and passes no role (no ``iam:PassRole``). A stack deployed without a role would
 fail to delete (DELETE_FAILED, reported), never be deleted with wider rights.
 
-The Lambda asset is ``lambdas/sweeper/handler.py`` plus the ``infra`` modules it reuses
-(``teardown``, ``config``, ``naming``: standard library only), copied into a content-addressed
+The Lambda asset is ``lambdas/sweeper/handler.py`` plus the modules it reuses
+(``sweeper/teardown.py``, ``infra/config.py``, ``infra/naming.py``: standard library only; the
+``sweeper`` package's ``__init__`` is empty), copied into a content-addressed
 directory at synth: same files, same asset hash.
 """
 
@@ -45,7 +46,7 @@ from infra.compliance import acknowledge, acknowledge_all
 from infra.config import DEPLOYED_BY_BRANCH_TAG, EPHEMERAL_TTL_TAG
 from infra.naming import Naming
 from infra.service_roles import role_for_source
-from infra.teardown import BRANCH_QUALIFIER_PREFIX
+from sweeper.teardown import BRANCH_QUALIFIER_PREFIX
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: asset path -> source file
@@ -54,7 +55,8 @@ ASSET_FILES = {
     "infra/__init__.py": REPO_ROOT / "infra" / "__init__.py",
     "infra/config.py": REPO_ROOT / "infra" / "config.py",
     "infra/naming.py": REPO_ROOT / "infra" / "naming.py",
-    "infra/teardown.py": REPO_ROOT / "infra" / "teardown.py",
+    "sweeper/__init__.py": REPO_ROOT / "sweeper" / "__init__.py",
+    "sweeper/teardown.py": REPO_ROOT / "sweeper" / "teardown.py",
 }
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 #: A pass waits for stack deletions: the Lambda maximum; what is left, the next run continues.

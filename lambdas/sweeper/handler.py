@@ -12,7 +12,7 @@ creation) is older than its TTL is removed here:
    TTL, or whose name is not its branch's stage prefix is never touched (reported as skipped);
 2. group the stacks by stage (``<project>-br-<slug of deployed-by-branch>``); a stage with a stack
    still being created or updated is left alone;
-3. remove the stage's run-time SageMaker resources with ``infra.teardown``'s
+3. remove the stage's run-time SageMaker resources with ``sweeper.teardown``'s
    :func:`teardown_branch_resources` (the same code ``make destroy`` runs);
 4. ``DeleteStack`` in dependency order (operations and deployment, then model-build, then
    stateful; stacks it does not know first), waiting for each wave; CloudFormation deletes with
@@ -46,7 +46,7 @@ from infra.config import (
     branch_slug,
 )
 from infra.naming import Naming
-from infra.teardown import BRANCH_QUALIFIER_PREFIX, teardown_branch_resources
+from sweeper.teardown import BRANCH_QUALIFIER_PREFIX, teardown_branch_resources
 
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)

@@ -2,7 +2,7 @@
 
     ground        infra/{config,naming,compliance,service_roles,log_retention,cfn_hygiene,workspace}
     capabilities  data_lake pipelines deployment lambdas serving monitoring retraining ingestion
-                  sweeper audit costing studio (one folder per capability), infra/teardown
+                  sweeper audit costing studio (one folder per capability)
     stacks        stacks/ (compose and wire the capabilities of a stage)
     app           infra/stages.py, infra/app_builder.py, app.py, promotion/ (the delivery pipeline
                   composes whole stages: it sits with the app assembly, not with a capability)
@@ -35,9 +35,6 @@ FLOORS: dict[str, int] = {
     "infra.log_retention": GROUND,
     "infra.cfn_hygiene": GROUND,
     "infra.workspace": GROUND,
-    # run-time removal of a branch stage's SageMaker resources: the sweeper Lambda's asset
-    # carries it (standard library + ground), mlops teardown calls it
-    "infra.teardown": CAPABILITIES,
     "data_lake": CAPABILITIES,
     "pipelines": CAPABILITIES,
     "deployment": CAPABILITIES,

@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from infra.config import load_config
-from infra.teardown import teardown
+from sweeper.teardown import teardown
 
 
 @pytest.fixture

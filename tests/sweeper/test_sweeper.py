@@ -16,8 +16,8 @@ from botocore.stub import Stubber
 
 from infra.config import DEPLOYED_BY_BRANCH_TAG, EPHEMERAL_TTL_TAG
 from infra.naming import Naming
-from infra.teardown import teardown_branch_resources
 from lambdas.sweeper import handler as sweeper
+from sweeper.teardown import teardown_branch_resources
 from tests.conftest import MOTO_REGION
 
 PROJECT = "mlops"

@@ -112,10 +112,10 @@ def test_the_schedule_invokes_the_sweeper_with_a_confused_deputy_safe_role(
 
 
 def test_lambda_asset_is_self_contained_and_imports_without_cdk(synthesized: Any) -> None:
-    """The staged asset holds the handler and the infra modules it reuses, byte for byte, and
+    """The staged asset holds the handler and the modules it reuses, byte for byte, and
     imports with nothing but the asset on the path (as in Lambda: no CDK, no repo)."""
     out = Path(synthesized.assembly.directory)
-    assets = [p for p in out.glob("asset.*") if (p / "infra" / "teardown.py").is_file()]
+    assets = [p for p in out.glob("asset.*") if (p / "sweeper" / "teardown.py").is_file()]
     assert len(assets) == 1
     asset = assets[0]
     assert sorted(str(p.relative_to(asset)) for p in asset.rglob("*.py")) == sorted(ASSET_FILES)

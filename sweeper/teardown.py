@@ -9,8 +9,9 @@ runs before ``cdk destroy``; it refuses shared stages before calling anything he
 change through the promotion pipeline (README "Promote"), never by a laptop's destroy.
 
 :func:`teardown_branch_resources` is also what the dev stage's sweeper Lambda runs before it deletes
-an expired branch stage's stacks (``sweeper/``): this module imports no CDK at module level, so the
-Lambda's asset carries it with ``infra/config.py`` and ``infra/naming.py``.
+an expired branch stage's stacks (``lambdas/sweeper``): this module imports no CDK, so the
+Lambda's asset carries it with ``sweeper/__init__.py`` (empty), ``infra/config.py`` and
+``infra/naming.py``.
 """
 
 from __future__ import annotations
