@@ -329,11 +329,11 @@ def preflight(
     ] = Path("cdk.out"),
 ) -> None:
     """Check what a first deploy needs in every stage account (bootstrap, trust, service-linked
-    roles, connection): infra.preflight, with the default credential chain (AWS_PROFILE).
+    roles, connection), with the default credential chain (AWS_PROFILE).
     Exit 1 when something is missing (each with its fix)."""
     import boto3
 
-    from infra import preflight as checks
+    from cli import preflight as checks
 
     if boto3.Session().get_credentials() is None:
         raise CliError(

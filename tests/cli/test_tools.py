@@ -149,11 +149,11 @@ def test_cost_of_the_synthesized_stages(synthesized: Any, mlops: Callable[..., R
     assert all(name in table for name in expected)
 
 
-def test_preflight_runs_infra_preflight_on_the_assembly(
+def test_preflight_runs_the_checks_on_the_assembly(
     aws_env: None, tmp_path: Path, mlops: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr("infra.preflight.main", lambda argv: calls.append(argv) or 1)
+    monkeypatch.setattr("cli.preflight.main", lambda argv: calls.append(argv) or 1)
     result = mlops("preflight", "--cdk-out", str(tmp_path))
     assert (result.exit_code, calls) == (1, [["--cdk-out", str(tmp_path)]])
 
@@ -162,6 +162,6 @@ def test_preflight_without_credentials_checks_nothing(
     tmp_path: Path, mlops: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("boto3.Session.get_credentials", lambda self: None)
-    monkeypatch.setattr("infra.preflight.main", lambda argv: pytest.fail("checked"))
+    monkeypatch.setattr("cli.preflight.main", lambda argv: pytest.fail("checked"))
     line = one_error_line(mlops("preflight"), 3)
     assert line.startswith("mlops: no AWS credentials found: nothing checked (")

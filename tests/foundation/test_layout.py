@@ -7,7 +7,7 @@
     app           infra/stages.py, infra/app_builder.py, app.py, promotion/ (the delivery pipeline
                   composes whole stages: it sits with the app assembly, not with a capability)
     cli           cli/ (the operator CLI), and the tools still under infra/: ci_settings (the
-                  branch workflows' settings), bench (synth/test timing), preflight
+                  branch workflows' settings), bench (synth/test timing)
 
 Every import is checked, at module level or inside a function (a lazy import is still a
 dependency), parsed with ``ast`` (nothing is imported). Tests may import anything. A module or
@@ -55,7 +55,6 @@ FLOORS: dict[str, int] = {
     "cli": CLI,
     "infra.ci_settings": CLI,
     "infra.bench": CLI,
-    "infra.preflight": CLI,
 }
 #: Not application code: never scanned, never importable from application code.
 SKIPPED_DIRS = frozenset(

@@ -1,5 +1,5 @@
-"""infra.preflight against moto (several accounts: the caller's, others through the bootstrap's
-lookup role) and botocore's Stubber for CodeConnections (real service model)."""
+"""mlops preflight (cli/preflight.py) against moto (several accounts: the caller's, others
+through the bootstrap's lookup role) and botocore's Stubber for CodeConnections (real service model)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from infra import preflight as pf
+from cli import preflight as pf
 from infra.config import load_config
 
 CALLER = "123456789012"  # moto's default account: the credentials' own

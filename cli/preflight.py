@@ -1,6 +1,6 @@
 """What a first deploy needs, checked with your AWS credentials before ``cdk deploy`` finds out.
 
-``python -m infra.preflight [--cdk-out DIR]``
+``mlops preflight [--cdk-out DIR]`` (or ``python -m cli.preflight``)
 
 For every account and region a stage of ``cdk.json`` deploys to (and the tooling account of the
 promotion pipeline, when ``delivery`` is configured):
@@ -466,7 +466,7 @@ def preflight(
             result.missing(
                 target.where,
                 f"cannot check this account from account {caller} ({code or error})",
-                f"AWS_PROFILE=<a profile of {target.account}> python -m infra.preflight "
+                f"AWS_PROFILE=<a profile of {target.account}> mlops preflight "
                 f"(the lookup role of a bootstrapped account trusts only the accounts given "
                 "to cdk bootstrap --trust)",
             )
@@ -488,7 +488,7 @@ def preflight(
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m infra.preflight",
+        prog="mlops preflight",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Exit status: 0 all passed, 1 something missing, 2 no credentials or bad config.",
     )
@@ -509,8 +509,8 @@ def main(argv: Iterable[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from infra.app_builder import load_cdk_json_context
     from infra.config import CONTEXT_KEY, load_config
+    from infra.workspace import load_cdk_json_context
 
     try:
         config = load_config(load_cdk_json_context().get(CONTEXT_KEY))
