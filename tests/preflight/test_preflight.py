@@ -1,5 +1,6 @@
 """mlops preflight (cli/preflight.py) against moto (several accounts: the caller's, others
-through the bootstrap's lookup role) and botocore's Stubber for CodeConnections (real service model)."""
+through the bootstrap's lookup role) and botocore's Stubber for CodeConnections (real service
+model)."""
 
 from __future__ import annotations
 
