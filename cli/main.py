@@ -290,13 +290,22 @@ def teardown(
     stage = select_stage(load_app_config(), env.value, branch, follow_git=True)
     if stage.kind is not StageKind.EPHEMERAL:
         raise CliError(shared_stage_refusal(stage), code=EXIT_USAGE)
-    if not yes and input(confirm_prompt(stage)).strip().lower() not in ("y", "yes"):
+    if not yes and not _confirmed(confirm_prompt(stage)):
         print("teardown: nothing deleted")
         raise typer.Exit(EXIT_FAILURE)
     sess = session(profile, region or stage.environment.region)
     check_account(sess, stage)
     count = delete_branch_resources(client(sess, "sagemaker"), stage)
     print(f"teardown: {count} resource(s) deleted from {stage.stage_id}")
+
+
+def _confirmed(prompt: str) -> bool:
+    """y/yes at the prompt; no terminal to answer (end of input) is a no."""
+    try:
+        return input(prompt).strip().lower() in ("y", "yes")
+    except EOFError:
+        print()
+        return False
 
 
 @app.command("stage-name")

@@ -2,7 +2,8 @@
 
 * the model-build pipeline's last executions: status, start, duration (running: so far), why
   each started (its ``TriggerReason`` parameter and display name: ``ingestion-<uuid>``, the
-  retraining gate's name, or a console/SDK start);
+  retraining gate's name, or a console/SDK start; in JSON also the execution's description,
+  where ingestion names the raw object and the Glue run);
 * the model versions of the stage's model package group: approval status and comment, the data
   version and trigger recorded by the pipeline (``CustomerMetadataProperties``), and the
   evaluation metrics the version's ``ModelMetrics.ModelQuality`` report holds (read from S3);
@@ -79,6 +80,7 @@ def pipeline_executions(sagemaker: Any, pipeline: str, limit: int, now: datetime
             {
                 "arn": arn,
                 "display_name": summary.get("PipelineExecutionDisplayName"),
+                "description": summary.get("PipelineExecutionDescription"),
                 "status": status,
                 "started": started,
                 "duration_seconds": (

@@ -296,3 +296,24 @@ def test_unknown_version_is_one_line(stubber: Stubber, mlops: Callable[..., Resu
 
 def test_lineage_needs_an_arn(mlops: Callable[..., Result]) -> None:
     assert "not a model version ARN" in one_error_line(mlops("lineage", "group/7"), 2)
+
+
+def test_an_execution_no_longer_kept_is_one_line(
+    stubber: Stubber, mlops: Callable[..., Result]
+) -> None:
+    stubber.add_response(
+        "describe_model_package",
+        _package({"PipelineExecutionArn": EXECUTION}),
+        {"ModelPackageName": PACKAGE},
+    )
+    stubber.add_client_error(
+        "describe_pipeline_execution",
+        service_error_code="ResourceNotFound",
+        service_message="Pipeline execution not found",
+        expected_params={"PipelineExecutionArn": EXECUTION},
+    )
+    line = one_error_line(mlops("lineage", PACKAGE), 1)
+    assert line == (
+        f"mlops: {PACKAGE} names execution {EXECUTION}, which cannot be read: ResourceNotFound "
+        "(executions are kept for a limited time; the version's metadata remains)"
+    )

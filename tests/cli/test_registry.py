@@ -106,3 +106,13 @@ def test_bad_references_and_comments_are_one_line(
 def test_comment_is_required(sm: Any, mlops: Callable[..., Result]) -> None:
     result = mlops("approve", "mlops-staging-models/1")
     assert result.exit_code == 2 and "--comment" in result.stderr
+
+
+def test_a_group_version_without_a_region_is_exit_3(
+    sm: Any, mlops: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ARN carries its region; ``<group>/<number>`` needs --region or the profile's."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION")
+    line = one_error_line(mlops("approve", "mlops-staging-models/1", "-m", "ok"), 3)
+    assert line == ("mlops: no AWS region (pass --region or set AWS_REGION / the profile's region)")

@@ -57,6 +57,8 @@ def test_teardown_deletes_the_branch_stage_resources(
     # (model versions: tests/foundation/test_teardown.py; moto cannot delete them)
     declined = mlops("teardown", "--branch", "feat/drift", input="n\n")
     assert declined.exit_code == 1 and declined.stdout.endswith("teardown: nothing deleted\n")
+    no_terminal = mlops("teardown", "--branch", "feat/drift")  # no input at all: a no
+    assert no_terminal.exit_code == 1 and no_terminal.stdout.endswith("nothing deleted\n")
     assert len(sm.list_models()["Models"]) == 2
     result = mlops("teardown", "--branch", "feat/drift", "--yes")
     assert result.exit_code == 0, result.stderr
