@@ -24,6 +24,7 @@ from infra.config import ENVIRONMENTS, AppConfig, ConfigError
 #: Services whose resources the stage stacks declare (CloudFormation type prefix -> IAM prefix).
 STAGE_SERVICES = {
     "Athena": "athena",
+    "CloudTrail": "cloudtrail",
     "CloudWatch": "cloudwatch",
     "Events": "events",
     "Glue": "glue",
