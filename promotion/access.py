@@ -24,13 +24,10 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from deployment.infrastructure import PROMOTED_MODELS_PREFIX
-from deployment.promote import PROMOTED_PREFIX
 from infra.compliance import acknowledge
 from infra.config import StageConfig
 from promotion.commands import PipelineNames
 from stacks.deployment_stack import model_artifact_keys
-
-assert PROMOTED_PREFIX == PROMOTED_MODELS_PREFIX
 
 
 class PipelineAccess(Construct):
@@ -91,7 +88,7 @@ class PipelineAccess(Construct):
                 iam.PolicyStatement(
                     sid="CopyPromotedArtifact",
                     actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                    resources=[artifacts_bucket.arn_for_objects(f"{PROMOTED_PREFIX}*")],
+                    resources=[artifacts_bucket.arn_for_objects(f"{PROMOTED_MODELS_PREFIX}*")],
                 ),
                 iam.PolicyStatement(
                     sid="EncryptPromotedArtifact",
@@ -161,7 +158,7 @@ class PipelineAccess(Construct):
                 {
                     "*": "sagemaker:ListModelPackages has no resource-level permission; the "
                     "tool lists only prod's model package group and reads nothing else with it.",
-                    f"{bucket}/{PROMOTED_PREFIX}*": "Promoted artifacts are written under "
+                    f"{bucket}/{PROMOTED_MODELS_PREFIX}*": "Promoted artifacts are written under "
                     "promoted-models/<staging group>/v<version>/: that prefix of prod's "
                     "artifacts bucket only.",
                     stack.format_arn(

@@ -226,3 +226,10 @@ def test_cli_prints_the_result_and_refuses_with_exit_code_1(staging: dict[str, A
     assert result.exit_code == 1
     assert result.stderr.startswith("mlops: promotion refused: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_promoted_artifacts_prefix_is_the_one_the_stacks_grant() -> None:
+    from deployment.infrastructure import PROMOTED_MODELS_PREFIX
+    from deployment.promote import PROMOTED_PREFIX
+
+    assert PROMOTED_PREFIX == PROMOTED_MODELS_PREFIX
