@@ -30,6 +30,10 @@ STAGE = $(shell $(MLOPS) stage-name --env $(ENV) $(if $(BRANCH),--branch '$(BRAN
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
+# What the app imports at synth (tests/foundation/test_synth_cache.py checks the list).
+OPTIMIZED_PACKAGES := aws_cdk constructs cdk_nag jsii typeguard cattrs cattr attr attrs dateutil \
+	publication.py six.py typing_extensions.py
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -38,6 +42,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@# reinstalling (the default mode maps only the packages present at install time).
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
 		--config-settings editable_mode=compat -e .
+	@# cdk.json runs the app as `python -O` (README "Synth speed"); its libraries' optimized
+	@# bytecode is compiled once here, or a PYTHONDONTWRITEBYTECODE environment (CI images often
+	@# set it) would compile aws_cdk's modules from source on every synth.
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	$(PY) -O -m compileall -q -j 0 $(addprefix $$site/,$(OPTIMIZED_PACKAGES)) >/dev/null
 	touch $@
 
 node_modules/.installed: package.json package-lock.json $(VENV)/.installed

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         empty_app = root / "empty-app"
         empty_app.mkdir()
         (empty_app / "app.py").write_text(EMPTY_APP)
-        (empty_app / "cdk.json").write_text(json.dumps({"app": f"{sys.executable} app.py"}))
+        # The same interpreter and flags as cdk.json's app command (python -O).
+        (empty_app / "cdk.json").write_text(json.dumps({"app": f"{sys.executable} -O app.py"}))
         runs: dict[str, Callable[[], tuple[float, float]]] = {
             # The default branch's app (its stages and the delivery pipeline), whatever is
             # checked out: the figure does not depend on the working copy's branch.

@@ -4,6 +4,9 @@ directory to every stage's pipeline."""
 
 from __future__ import annotations
 
+import ast
+import json
+import re
 import subprocess
 import sys
 import time
@@ -81,13 +84,26 @@ def test_the_app_passes_its_cache_directory_to_every_stage(
 
 def test_building_the_app_loads_neither_the_aws_sdk_nor_the_sagemaker_sdk() -> None:
     """Synth speed (issue 8): the app's modules import no boto3/botocore (about 0.2 s) and no
-    SageMaker SDK (about 3 s); only a definition-cache miss loads the SDK, lazily."""
+    SageMaker SDK (about 3 s); only a definition-cache miss loads the SDK, lazily. And every
+    library they do load gets its optimized bytecode compiled by ``make install`` (cdk.json runs
+    ``python -O``): the Makefile's OPTIMIZED_PACKAGES lists them all."""
     code = (
-        "import sys, infra.app_builder, app\n"
+        "import sys, sysconfig, infra.app_builder, app\n"
+        "site = sysconfig.get_paths()['purelib'] + '/'\n"
+        "files = [getattr(m, '__file__', None) or '' for m in list(sys.modules.values())]\n"
         "print(sorted(m for m in ('boto3', 'botocore', 'sagemaker') if m in sys.modules))\n"
+        "print(sorted({f[len(site):].split('/')[0] for f in files if f.startswith(site)}))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    sdks, libraries = result.stdout.strip().splitlines()
+    assert sdks == "[]"
+    makefile = (REPO / "Makefile").read_text()
+    listed = re.search(r"^OPTIMIZED_PACKAGES := ((?:.*\\\n)*.*)$", makefile, re.M)
+    assert listed, "OPTIMIZED_PACKAGES is missing from the Makefile"
+    optimized = set(listed.group(1).replace("\\", " ").split())
+    loaded = set(ast.literal_eval(libraries)) - {"_distutils_hack"}  # setuptools' .pth hook
+    assert loaded <= optimized, f"add to OPTIMIZED_PACKAGES: {sorted(loaded - optimized)}"
+    assert json.loads((REPO / "cdk.json").read_text())["app"] == ".venv/bin/python -O app.py"
