@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from infra.app_builder import synthesize
 from infra.config import (
     AuditConfig,
     ConfigError,
@@ -213,22 +214,25 @@ def _run_app(context: dict[str, Any], outdir: Path) -> subprocess.CompletedProce
         ("environments.prod.region", "mars-1", "mlops.environments.prod.region = 'mars-1'"),
     ],
 )
-def test_app_exits_nonzero_with_one_line_and_no_traceback(
+def test_synth_refuses_a_bad_value_with_one_line_naming_it(
     cdk_context: dict[str, Any], path: str, value: Any, expected: str, tmp_path: Path
 ) -> None:
+    """What the app prints and its exit code are the app's main() (one subprocess test below);
+    here the same synthesize() it calls, in process."""
     context = json.loads(json.dumps(cdk_context))
     _set(context["mlops"], path, value)
-    result = _run_app(context, tmp_path)
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == [lines[0]] and lines[0].startswith(f"config error: {expected}")
-    assert "Traceback" not in result.stderr
+    with pytest.raises(ConfigError) as error:
+        synthesize(context, outdir=str(tmp_path))
+    assert str(error.value).startswith(f"config error: {expected}")
+    assert "\n" not in str(error.value)
 
 
 def test_app_rejects_a_bad_branch_in_one_line(cdk_context: dict[str, Any], tmp_path: Path) -> None:
+    """The app's exit path, as a process: exit code 2, one line, no traceback."""
     result = _run_app(dict(cdk_context, branch="%%%"), tmp_path)
     assert result.returncode == 2
-    assert "config error: branch = '%%%'" in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith("config error: branch = '%%%'")
     assert "Traceback" not in result.stderr
 
 

@@ -4,9 +4,6 @@ one-line config error naming key, value and what is allowed (schedule expression
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -126,18 +123,18 @@ def test_the_section_must_be_an_object(mlops_config: dict[str, Any]) -> None:
         load_config(mlops_config)
 
 
-def test_the_app_exits_nonzero_with_one_line_on_a_bad_cron(
+def test_synth_refuses_a_bad_cron_with_one_line(
     cdk_context: dict[str, Any], tmp_path: Path
 ) -> None:
+    """The app's exit path (code 2, the line on stderr) is tested once in
+    tests/foundation/test_config.py; here the same synthesize() the app calls, in process."""
+    from infra.app_builder import synthesize
+
     context = json.loads(json.dumps(cdk_context))
     context["mlops"]["environments"]["prod"]["retraining"]["schedule"] = "cron(0 3 * * *)"
-    env = dict(os.environ, CDK_CONTEXT_JSON=json.dumps(context), CDK_OUTDIR=str(tmp_path))
-    result = subprocess.run(
-        [sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines == [
+    with pytest.raises(ConfigError) as error:
+        synthesize(context, outdir=str(tmp_path))
+    assert str(error.value) == (
         "config error: mlops.environments.prod.retraining.schedule = 'cron(0 3 * * *)': "
         "a cron expression has 6 space-separated fields, got 5, or null"
-    ]
+    )
