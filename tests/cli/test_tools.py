@@ -27,7 +27,14 @@ IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
         (("--branch", "feat/Drift_Alarm"), "mlops-br-feat-drift-alarm"),
     ],
 )
-def test_stage_name(mlops: Callable[..., Result], args: tuple[str, ...], stage: str) -> None:
+def test_stage_name(
+    mlops: Callable[..., Result],
+    args: tuple[str, ...],
+    stage: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Whatever the working copy has checked out: the default branch's stages are asked for.
+    monkeypatch.setattr("infra.workspace.current_git_branch", lambda *_: "main")
     result = mlops("stage-name", *args)
     assert (result.exit_code, result.stdout) == (0, f"{stage}\n")
 
