@@ -11,7 +11,7 @@ promotion pipeline, when ``delivery`` is configured):
 * the tooling account is trusted: the bootstrap's deploy and file-publishing roles name it in
   their trust policy (skipped, with a note, without a ``delivery`` section);
 * the service-linked roles the stacks rely on: ``AWSServiceRoleForApplicationAutoScaling_
-  SageMakerEndpointVariant`` where a stage's endpoint runs on instances (the deployment workflow
+  SageMakerEndpoint`` where a stage's endpoint runs on instances (the deployment workflow
   registers the variant with Application Auto Scaling); serverless endpoints, Glue, Lambda, Step
   Functions, EventBridge and Scheduler need none;
 
@@ -51,7 +51,10 @@ from infra.config import (
 
 QUALIFIER = "hnb659fds"  # the CDK bootstrap's default qualifier (DefaultStackSynthesizer)
 TOOLKIT_STACK = "CDKToolkit"
-AUTOSCALING_SLR = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpointVariant"
+#: The name Application Auto Scaling gives SageMaker's service-linked role ("Amazon SageMaker AI and
+#: Application Auto Scaling", Application Auto Scaling user guide); the deployment workflow's
+#: iam:CreateServiceLinkedRole statement names the same role.
+AUTOSCALING_SLR = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 #: Bootstrap roles a pipeline in the tooling account assumes in a stage account.
 TRUSTING_ROLES = ("deploy-role", "file-publishing-role")

@@ -16,6 +16,7 @@ from botocore.stub import Stubber
 
 from cli import preflight as pf
 from infra.config import load_config
+from tests.conftest import resources_of_type
 
 CALLER = "123456789012"  # moto's default account: the credentials' own
 DEV, STAGING, PROD, TOOLING = "111122223333", "222233334444", "333344445555", "444455556666"
@@ -352,3 +353,14 @@ def test_main_with_the_shipped_placeholders_exits_1(
     assert f"checking with the credentials of account {CALLER}" in out.out
     assert "is a placeholder from the shipped cdk.json" in out.out
     assert "thing(s) missing" in out.err
+
+
+def test_the_autoscaling_role_is_the_one_the_deployment_workflow_may_create(
+    templates: dict[str, Any],
+) -> None:
+    """AWS names it AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint; preflight checks
+    for the role the prod deployment workflow's iam:CreateServiceLinkedRole statement names."""
+    policies = resources_of_type(templates["mlops-prod"]["Deployment"], "AWS::IAM::Policy")
+    text = json.dumps(policies)
+    assert f"/{pf.AUTOSCALING_SLR}" in text
+    assert pf.AUTOSCALING_SLR == "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
