@@ -270,10 +270,12 @@ def test_nothing_is_stored_when_sources_changed_after_the_process_started(
     source_copy: Path, tmp_path: Path
 ) -> None:
     """The imported modules may then not be the files the key was computed from."""
+    # copytree keeps the files' times: touch one, edited after this "process" started.
+    (source_copy / "scripts" / "preprocess.py").touch()
     renderer = CountingRenderer()
     cache = dc.DefinitionCache(
         tmp_path / "cache",
-        source_root=source_copy,  # just copied: modified after this "process" started
+        source_root=source_copy,
         versions=VERSIONS,
         build=renderer,
         process_start=time.time() - 3600,
