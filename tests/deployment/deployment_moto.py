@@ -17,8 +17,9 @@ cannot do is filled in here, explicitly and nowhere else:
   progress" (``conflicts``).
 * ``CreateEndpoint``: moto overwrites an existing endpoint; SageMaker refuses ("Cannot create
   already existing endpoint"), and so does the harness.
-* Wait states: the definition's poll intervals (30 s) are shortened to :data:`POLL_SECONDS`
-  (moto really waits); nothing else in the definition is changed.
+* Wait states: the definition's poll intervals (30 s) become :data:`POLL_SECONDS` = 0 (moto
+  really waits; every poll still runs, the loop only stops sleeping: about 4 s of the suite's
+  wall time); nothing else in the definition is changed.
 * ``hooks``: a test may run code before a Lambda handler (e.g. hold a deployment in its smoke
   test while another execution starts).
 """
@@ -53,7 +54,7 @@ from lambdas.smoke_test import handler as smoke_handler
 
 MOTO_ACCOUNT = "123456789012"  # moto's default account: its SFN interpreter calls AWS as it
 REGION = "us-east-1"
-POLL_SECONDS = 1
+POLL_SECONDS = 0
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
