@@ -142,7 +142,8 @@ def test_cost_not_available_without_the_costing_module(
 
 def test_cost_of_the_synthesized_stages(synthesized: Any, mlops: Callable[..., Result]) -> None:
     """The command presents what costing computes from the session synth, number for number."""
-    estimate = pytest.importorskip("costing.estimate")
+    from costing import estimate
+
     outdir = Path(synthesized.assembly.directory)
     expected = {c.stage: c for c in estimate.stage_costs(outdir)}
     report = as_json(mlops("cost", str(outdir), "--output", "json"))

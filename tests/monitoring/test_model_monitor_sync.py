@@ -254,9 +254,12 @@ def sent(harness: Calls, operation: str) -> list[dict[str, Any]]:
 # ---- events ------------------------------------------------------------------------------------
 
 
-def test_the_documented_sample_event_is_accepted_for_its_endpoint() -> None:
-    h.parse_event(documented_event(), "MyEndpoint")  # no InvalidEvent
-    h.parse_event(stage_event(), ENDPOINT)
+def test_the_documented_sample_event_is_accepted_for_its_endpoint_only() -> None:
+    assert h.parse_event(documented_event(), "MyEndpoint") is None  # raises InvalidEvent if not
+    assert h.parse_event(stage_event(), ENDPOINT) is None
+    # The same documented event names another endpoint than this stage's: refused.
+    with pytest.raises(h.InvalidEvent, match="MyEndpoint"):
+        h.parse_event(documented_event(), ENDPOINT)
 
 
 @pytest.mark.parametrize(

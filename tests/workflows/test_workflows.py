@@ -253,8 +253,7 @@ def test_ci_settings_without_a_role_says_what_to_set(mlops_config: dict[str, Any
 
 def _tool(name: str) -> Path:
     path = TOOLS_BIN / name
-    if not path.exists():
-        pytest.skip(f"{path} is absent: `make install` creates .venv-tools (CI always does)")
+    assert path.exists(), f"{path} is absent: run `make install` (it creates .venv-tools)"
     return path
 
 
