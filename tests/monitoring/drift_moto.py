@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import time
-import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.awslambda.models import LambdaBackend
 from moto.sagemaker.models import sagemaker_backends
 from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
@@ -56,6 +54,7 @@ from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from monitoring.drift import job as drift_job
 from monitoring.drift import launch
 from monitoring.infrastructure import PROCESSING_ROOT
+from tests.moto_lambda import in_process_lambda
 
 MOTO_ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -130,26 +129,7 @@ class Harness:
 
 
 def in_process_launcher(monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]) -> None:
-    def invoke(
-        self: LambdaBackend,
-        function_name: str,
-        qualifier: str | None,
-        body: Any,
-        headers: Any,
-        response_headers: Any,
-    ) -> bytes:
-        assert function_name.rsplit(":", 1)[-1].endswith("drift-launcher"), function_name
-        event = json.loads(body) if body else {}
-        events.append(event)
-        context = types.SimpleNamespace(function_name=function_name, aws_request_id="test")
-        try:
-            result: Any = launch.handler(event, context)
-        except Exception as error:  # the Lambda service reports any exception this way
-            response_headers["x-amz-function-error"] = "Unhandled"
-            result = {"errorType": type(error).__name__, "errorMessage": str(error)}
-        return json.dumps(result).encode()
-
-    monkeypatch.setattr(LambdaBackend, "invoke", invoke)
+    in_process_lambda(monkeypatch, launch.handler, "drift-launcher", events)
 
 
 def _download(s3: Any, uri: str, target: Path) -> None:

@@ -19,10 +19,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.awslambda.models import LambdaBackend
 from moto.sagemaker.models import sagemaker_backends
 
 from lambdas.retrain_gate import handler as gate
+from tests.moto_lambda import in_process_lambda
 from tests.retraining.retraining_stages import SynthesizedRetraining, state_machine_definition
 
 MOTO_ACCOUNT = "123456789012"  # moto's default account: its SFN interpreter calls AWS as it
@@ -101,27 +101,7 @@ class Harness:
 
 def _in_process_gate(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
-
-    def invoke(
-        self: LambdaBackend,
-        function_name: str,
-        qualifier: str | None,
-        body: Any,
-        headers: Any,
-        response_headers: Any,
-    ) -> bytes:
-        assert function_name.rsplit(":", 1)[-1].endswith("retrain-gate"), function_name
-        event = json.loads(body) if body else {}
-        calls.append(event)
-        context = types.SimpleNamespace(function_name=function_name, aws_request_id="test")
-        try:
-            result: Any = gate.handler(event, context)
-        except Exception as error:  # the Lambda service reports any exception this way
-            response_headers["x-amz-function-error"] = "Unhandled"
-            result = {"errorType": type(error).__name__, "errorMessage": str(error)}
-        return json.dumps(result).encode()
-
-    monkeypatch.setattr(LambdaBackend, "invoke", invoke)
+    in_process_lambda(monkeypatch, gate.handler, "retrain-gate", calls)
     return calls
 
 
