@@ -436,6 +436,12 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+#: Ctrl-C is installed explicitly too: a process started with SIGINT ignored (a background job of
+#: a non-interactive shell, or a parent that ignores it) inherits that, and Python then leaves it
+#: ignored, so the run went on to its end and exited 0 instead of stopping with 130.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
 def _raise_on_signal(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -445,7 +451,7 @@ def run(args: argparse.Namespace) -> int:
     user_rate = args.rps * OFFER_HEADROOM / users
     scratch = Path(tempfile.mkdtemp(prefix="loadtest-"))
     server = locust = None
-    previous = {s: signal.signal(s, _raise_on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, _raise_on_signal) for s in STOP_SIGNALS}
     try:
         model_dir, origin = resolve_model_dir(args.model_dir, scratch)
         server_log = scratch / "server.log"
@@ -588,7 +594,7 @@ def run_endpoint(args: argparse.Namespace) -> int:
     user_rate = args.rps * OFFER_HEADROOM / users
     scratch = Path(tempfile.mkdtemp(prefix="loadtest-"))
     locust = None
-    previous = {s: signal.signal(s, _raise_on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, _raise_on_signal) for s in STOP_SIGNALS}
     try:
         check_endpoint(signer)
         csv_dir = Path(args.csv_dir) if args.csv_dir else scratch

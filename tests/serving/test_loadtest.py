@@ -173,6 +173,9 @@ def test_ctrl_c_stops_everything(model_dir):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # started with Ctrl-C ignored, as a background job of a non-interactive shell is (and
+        # as this test's worker may be after other tests): Ctrl-C must still stop the run
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         for line in process.stdout:
