@@ -215,6 +215,23 @@ class StudioConfig:
     user_profiles: tuple[str, ...] = ()
 
 
+#: ``feature_store.training_data`` values: the files under the pipeline's ``InputDataUrl`` (raw
+#: or curated), or the latest non-deleted record per id of the offline store (Athena).
+TRAINING_DATA_SOURCES = ("files", "offline_store")
+
+
+@dataclass(frozen=True)
+class FeatureStoreConfig:
+    """The stage's SageMaker Feature Store feature group (``feature_store/``, README "Feature
+    Store"): off by default."""
+
+    enabled: bool = False
+    #: Also an online store (GetRecord for serving); billed per request and stored record.
+    online: bool = False
+    #: One of :data:`TRAINING_DATA_SOURCES`: where the model-build pipeline reads its data.
+    training_data: str = "files"
+
+
 @dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
@@ -231,6 +248,7 @@ class EnvironmentConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     studio: StudioConfig = field(default_factory=StudioConfig)
+    feature_store: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
 
     @property
     def placeholder_account(self) -> bool:
@@ -559,6 +577,7 @@ def _parse_environment(
             "monitoring",
             "audit",
             "studio",
+            "feature_store",
         ),
     )
     account = str(
@@ -676,7 +695,32 @@ def _parse_environment(
         monitoring=_parse_monitoring(env.section("monitoring", _MONITORING_KEYS, {})),
         audit=_parse_audit(env.section("audit", _AUDIT_KEYS, {}), name),
         studio=_parse_studio(env.section("studio", ("enabled", "user_profiles"), {}), vpc),
+        feature_store=_parse_feature_store(
+            env.section("feature_store", ("enabled", "online", "training_data"), {})
+        ),
     )
+
+
+def _parse_feature_store(section: _Section) -> FeatureStoreConfig:
+    enabled = section.boolean("enabled", False)
+    online = section.boolean("online", False)
+    training_data = str(
+        section.check(
+            "training_data",
+            lambda v: v in TRAINING_DATA_SOURCES,
+            "allowed: " + ", ".join(TRAINING_DATA_SOURCES),
+            "files",
+        )
+    )
+    if not enabled and online:
+        raise ConfigError(section.key("online"), online, "needs feature_store.enabled = true")
+    if not enabled and training_data != "files":
+        raise ConfigError(
+            section.key("training_data"),
+            training_data,
+            "offline_store needs feature_store.enabled = true (allowed without it: files)",
+        )
+    return FeatureStoreConfig(enabled=enabled, online=online, training_data=training_data)
 
 
 #: SageMaker's UserProfileName pattern (CreateUserProfile).
