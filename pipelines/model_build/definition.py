@@ -597,6 +597,7 @@ class _Builder:
             display_name=display_name,
             description=description,
             cache_config=self._cache(),
+            retry_policies=self._job_retry_policies(),  # a processing job, as the others
         )
 
     # ---- training / tuning -----------------------------------------------------------------
@@ -928,11 +929,20 @@ def _quality_check_step_class() -> type:
         ``NetworkConfig`` structure, as the processing steps get it. The step's optional
         fields left unset (no model package group to fetch a baseline from, no supplied
         baseline) are omitted instead of rendered as ``null``, which the definition schema
-        does not admit.
+        does not admit. Its ``RetryPolicies`` (which the definition schema admits for a
+        QualityCheck step; the SDK's class takes none) render as a ``ConfigurableRetryStep``'s.
         """
+
+        def __init__(
+            self, *args: Any, retry_policies: list[Any] | None = None, **kwargs: Any
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            self.retry_policies = list(retry_policies or [])
 
         def to_request(self) -> dict[str, Any]:
             request: dict[str, Any] = super().to_request()
+            if self.retry_policies:
+                request["RetryPolicies"] = [p.to_request() for p in self.retry_policies]
             for key in (
                 "ModelPackageGroupName",
                 "SuppliedBaselineStatistics",

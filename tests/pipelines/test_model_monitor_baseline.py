@@ -169,6 +169,17 @@ def test_the_check_job_is_encrypted_isolated_and_execution_scoped(mm_doc: dict[s
     assert check_step(mm_doc)["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
 
 
+def test_the_check_step_retries_as_the_other_job_steps(mm_doc: dict[str, Any]) -> None:
+    """Throttling/service faults of the step and capacity/internal errors of its job are
+    retried, with the policies every processing step has (the schema test validates them)."""
+    policies = check_step(mm_doc)["RetryPolicies"]
+    assert [set(p["ExceptionType"]) for p in policies] == [
+        {"Step.SERVICE_FAULT", "Step.THROTTLING"},
+        {"SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR"},
+    ]
+    assert policies == all_steps(mm_doc)[c.PREPROCESS_STEP]["RetryPolicies"]
+
+
 def test_preprocess_writes_the_features_only_for_model_monitor(mm_doc: dict[str, Any]) -> None:
     args = all_steps(mm_doc)[c.PREPROCESS_STEP]["Arguments"]
     outputs = {o["OutputName"]: o["S3Output"] for o in args["ProcessingOutputConfig"]["Outputs"]}
