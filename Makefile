@@ -92,7 +92,7 @@ check-templates: install ## cfn-lint, checkov, asl-validator + botocore over cdk
 	$(TOOLS_VENV)/bin/checkov --framework cloudformation --skip-download --quiet --compact \
 		--file cdk.out/assembly-*/*.template.json
 	$(PY) -m tests.checks.step_functions cdk.out
-	$(TOOLS_VENV)/bin/hadolint monitoring/image/Dockerfile
+	$(TOOLS_VENV)/bin/hadolint monitoring/image/Dockerfile serving/image/Dockerfile
 
 format: install ## apply ruff fixes and formatting
 	$(PY) -m ruff check --fix .
