@@ -184,6 +184,11 @@ class MonitoringConfig:
         return self.backend != "off"
 
 
+#: ``serving_image`` values: AWS's prebuilt SageMaker XGBoost image, or the project's own image
+#: (``serving/image/Dockerfile``) built by CDK at deploy time into the stage's ECR repository
+#: (``serving/infrastructure.py``, README "Serving image").
+SERVING_IMAGES = ("prebuilt", "custom")
+
 #: Upper bound of ``audit.retention_days`` (ten years).
 MAX_AUDIT_RETENTION_DAYS = 3650
 
@@ -249,6 +254,8 @@ class EnvironmentConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     studio: StudioConfig = field(default_factory=StudioConfig)
     feature_store: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
+    #: One of :data:`SERVING_IMAGES`: the image the model package (and so the endpoint) runs.
+    serving_image: str = "prebuilt"
 
     @property
     def placeholder_account(self) -> bool:
@@ -578,6 +585,7 @@ def _parse_environment(
             "audit",
             "studio",
             "feature_store",
+            "serving_image",
         ),
     )
     account = str(
@@ -697,6 +705,14 @@ def _parse_environment(
         studio=_parse_studio(env.section("studio", ("enabled", "user_profiles"), {}), vpc),
         feature_store=_parse_feature_store(
             env.section("feature_store", ("enabled", "online", "training_data"), {})
+        ),
+        serving_image=str(
+            env.check(
+                "serving_image",
+                lambda v: v in SERVING_IMAGES,
+                "allowed: " + ", ".join(SERVING_IMAGES),
+                "prebuilt",
+            )
         ),
     )
 

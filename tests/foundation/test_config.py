@@ -122,6 +122,12 @@ BAD_VALUES = [
     ("environments.prod.audit.retention_days", True, "positive whole number up to 3650"),
     ("environments.prod.audit.retention_days", 365.0, "positive whole number up to 3650"),
     ("environments.prod.audit.read_events", False, "did you mean 'read_data_events'"),
+    # serving_image (README "Serving image")
+    ("environments.dev.serving_image", "byoc", "allowed: prebuilt, custom"),
+    ("environments.prod.serving_image", "Custom", "allowed: prebuilt, custom"),
+    ("environments.staging.serving_image", None, "allowed: prebuilt, custom"),
+    ("environments.staging.serving_image", True, "allowed: prebuilt, custom"),
+    ("environments.dev.serving_images", "custom", "did you mean 'serving_image'"),
 ]
 
 
@@ -412,3 +418,16 @@ def test_absent_audit_section_defaults_per_environment(mlops_config: dict[str, A
     assert AuditConfig() == AuditConfig(
         read_data_events=True, retention_days=365, object_lock=True, cloudwatch_logs=False
     )
+
+
+def test_serving_image_is_typed_and_defaults_to_prebuilt(mlops_config: dict[str, Any]) -> None:
+    """The shipped config says prebuilt everywhere; an absent key is prebuilt too, and custom is
+    taken per environment."""
+    shipped = load_config(mlops_config).environments
+    assert {name: env.serving_image for name, env in shipped.items()} == dict.fromkeys(
+        ("dev", "staging", "prod"), "prebuilt"
+    )
+    del mlops_config["environments"]["staging"]["serving_image"]
+    mlops_config["environments"]["dev"]["serving_image"] = "custom"
+    envs = load_config(mlops_config).environments
+    assert (envs["dev"].serving_image, envs["staging"].serving_image) == ("custom", "prebuilt")
