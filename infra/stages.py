@@ -8,7 +8,8 @@ from typing import ClassVar
 import aws_cdk as cdk
 from constructs import Construct
 
-from data_lake.infrastructure import CURATED_DATASETS_PREFIX, StatePolicy
+from data_lake.infrastructure import ATHENA_RESULTS_PREFIX, CURATED_DATASETS_PREFIX, StatePolicy
+from feature_store.schema import OfflineStoreSource
 from infra.cfn_hygiene import drop_redundant_role_dependencies
 from infra.compliance import STAGE_CHECKOV_SKIPS, acknowledge, apply_checkov_skips
 from infra.config import DEPLOYED_BY_BRANCH_TAG, EPHEMERAL_TTL_TAG, StageConfig, StageKind
@@ -60,6 +61,12 @@ class MlopsStage(cdk.Stage):
                 buckets=[lake.raw_bucket, lake.curated_bucket, lake.artifacts_bucket],
                 user_profiles=env.studio.user_profiles,
             )
+        feature_store = self.stateful.feature_store
+        offline_store = None  # feature_store.training_data: offline_store
+        if feature_store is not None and env.feature_store.training_data == "offline_store":
+            offline_store = OfflineStoreSource(
+                lake.database_name, feature_store.table_name, lake.workgroup_name
+            )
         self.model_build = ModelBuildStack(
             self,
             "ModelBuild",
@@ -71,6 +78,7 @@ class MlopsStage(cdk.Stage):
             raw_bucket=lake.raw_bucket,
             artifacts_bucket=lake.artifacts_bucket,
             model_package_group_name=self.stateful.registry.group_name,
+            offline_store=offline_store,
         )
         self.model_build.add_stack_dependency(self.stateful)
         # Ingestion starts the pipeline on the curated dataset (InputDataUrl): it must read it.
@@ -85,6 +93,13 @@ class MlopsStage(cdk.Stage):
             "The Glue job writes curated Parquet under generated partition/part keys; the "
             "pipeline reads only that prefix of this stage's curated bucket.",
         )
+        if feature_store is not None and offline_store is not None:
+            feature_store.grant_offline_query(
+                pipeline_role,
+                workgroup_name=lake.workgroup_name,
+                results=lake.artifacts_bucket,
+                prefix=ATHENA_RESULTS_PREFIX,
+            )
         self.deployment = DeploymentStack(
             self,
             "Deployment",

@@ -9,6 +9,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from feature_store.schema import OfflineStoreSource
 from infra.config import StageConfig
 from pipelines.model_build.infrastructure import ModelBuildPipeline
 
@@ -24,6 +25,7 @@ class ModelBuildStack(cdk.Stack):
         raw_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         model_package_group_name: str,
+        offline_store: OfflineStoreSource | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -36,5 +38,6 @@ class ModelBuildStack(cdk.Stack):
             raw_bucket=raw_bucket,
             artifacts_bucket=artifacts_bucket,
             model_package_group_name=model_package_group_name,
+            offline_store=offline_store,
         )
         cdk.CfnOutput(self, "PipelineName", value=self.model_build.pipeline_name)

@@ -10,6 +10,7 @@ from constructs import Construct
 
 from audit.infrastructure import AuditTrail, object_lock_for
 from data_lake.infrastructure import DataLake, StatePolicy
+from feature_store.infrastructure import FeatureStore
 from infra.config import StageConfig
 from pipelines.model_build.registry import ModelRegistry
 
@@ -53,6 +54,22 @@ class StatefulStack(cdk.Stack):
             object_lock=object_lock_for(config),
             log_days=config.environment.retention.log_days,
         )
+        # The stage's feature group (feature_store/), when the config enables it.
+        self.feature_store: FeatureStore | None = None
+        if config.environment.feature_store.enabled:
+            self.feature_store = FeatureStore(
+                self,
+                "FeatureStore",
+                naming=config.naming,
+                online=config.environment.feature_store.online,
+                key=lake.key,
+                bucket=lake.curated_bucket,
+                database_name=lake.database_name,
+                etl_job=lake.etl_job,
+                etl_role=lake.etl_job_role,
+                removal_policy=state.removal_policy,
+            )
+            cdk.CfnOutput(self, "FeatureGroupName", value=self.feature_store.feature_group_name)
         for name, value in (
             ("ModelPackageGroupName", self.registry.group_name),
             ("RawBucketName", self.lake.raw_bucket.bucket_name),

@@ -89,6 +89,29 @@ def transform(df: DataFrame, ingest_date: str) -> DataFrame:
     return typed.dropna(how="all").dropDuplicates().withColumn(PARTITION_COLUMN, F.lit(ingest_date))
 
 
+#: Job argument naming the stage's feature group (set only when ``feature_store.enabled``).
+FEATURE_GROUP_ARGUMENT = "feature_group_name"
+
+
+def _write_feature_group(argv: list[str], curated: DataFrame) -> None:  # pragma: no cover
+    """Writes the run's curated rows to the feature group before the curated files: if it
+    fails, nothing is committed (no bookmark, no curated files) and the next run re-ingests the
+    same raw files; records are keyed by content, so a re-ingested row overwrites its record.
+    ``ingest`` comes from the job's ``--extra-py-files`` (feature_store/runtime)."""
+    from functools import partial
+
+    import boto3
+    import ingest
+    from awsglue.utils import getResolvedOptions
+
+    name = getResolvedOptions(argv, [FEATURE_GROUP_ARGUMENT])[FEATURE_GROUP_ARGUMENT]
+    region = boto3.session.Session().region_name
+    schema = ingest.describe_schema(boto3.client("sagemaker", region_name=region), name)
+    ingest.check_columns(schema, curated.columns)  # before any record is written
+    event_time = ingest.event_time_now()
+    curated.foreachPartition(partial(ingest.ingest_spark_partition, name, event_time, region))
+
+
 def main(argv: list[str]) -> None:  # pragma: no cover - runs inside AWS Glue
     from datetime import UTC, datetime
 
@@ -116,9 +139,12 @@ def main(argv: list[str]) -> None:  # pragma: no cover - runs inside AWS Glue
     frame = source.toDF()
     if frame.columns and not frame.rdd.isEmpty():
         ingest_date = datetime.now(UTC).strftime("%Y-%m-%d")
+        curated = transform(frame, ingest_date)
+        if f"--{FEATURE_GROUP_ARGUMENT}" in argv:  # feature_store.enabled: the group first
+            curated = curated.cache()
+            _write_feature_group(argv, curated.drop(PARTITION_COLUMN))
         (
-            transform(frame, ingest_date)
-            .write.mode("append")
+            curated.write.mode("append")
             .partitionBy(PARTITION_COLUMN)
             .parquet(f"{args['curated_path'].rstrip('/')}/{dataset}/")
         )

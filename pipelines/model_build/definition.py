@@ -151,6 +151,12 @@ MODEL_MONITOR_BASELINE_OUTPUT = "baseline"
 BASELINE_FORMAT_METADATA = "DataQualityBaselineFormat"
 BASELINE_FORMAT_MODEL_MONITOR = "model-monitor"
 
+# ---- Feature Store (README "Feature Store") --------------------------------------------------
+
+OFFLINE_STORE_CATALOG = "AwsDataCatalog"
+#: Where the Athena result of the offline-store query goes: <execution prefix>/Preprocess/<this>.
+OFFLINE_STORE_OUTPUT = "offline_store_query"
+
 # ---- Registration (the model package's inference specification) ---------------------------
 
 INFERENCE_CONTENT_TYPES = ("text/csv", "application/json")
@@ -233,6 +239,12 @@ class PipelineInputs:
     security_group_ids: tuple[str, ...] = ()
     #: ``monitoring.backend`` (MONITORING_BACKENDS); part of the definition cache's key.
     monitoring_backend: str = "drift_job"
+    #: ``feature_store.training_data: offline_store``: Preprocess reads the result of this
+    #: Athena query (over the offline store's Glue table, in ``offline_store_database``, run in
+    #: ``athena_workgroup``) instead of the files under ``InputDataUrl``. All three or none.
+    offline_store_query: str = ""
+    offline_store_database: str = ""
+    athena_workgroup: str = ""
 
 
 def build_pipeline(inputs: PipelineInputs) -> Pipeline:
@@ -503,6 +515,14 @@ class _Builder:
             ),
             sagemaker_session=self.session,
         )
+        # The training data from the offline store: an Athena dataset definition, put into the
+        # request by the step (SDK 3.27's processor drops dataset definitions from requests).
+        dataset_inputs = [
+            (index, self._offline_store_input(spec, spec_input))
+            for index, spec_input in enumerate(spec.inputs)
+            if self.inputs.offline_store_query and isinstance(spec_input.source, c.PipelineData)
+        ]
+        replaced = {index for index, _ in dataset_inputs}
         inputs = [
             ProcessingInput(
                 input_name=spec_input.name,
@@ -514,7 +534,8 @@ class _Builder:
                     s3_data_distribution_type="FullyReplicated",
                 ),
             )
-            for spec_input in spec.inputs
+            for index, spec_input in enumerate(spec.inputs)
+            if index not in replaced
         ]
         outputs = [
             ProcessingOutput(
@@ -545,7 +566,7 @@ class _Builder:
                 )
             ]
         display_name, description = DISPLAY[spec.name]
-        return ProcessingStep(
+        step = (_dataset_input_step_class() if dataset_inputs else ProcessingStep)(
             name=spec.name,
             step_args=step_args,
             display_name=display_name,
@@ -554,6 +575,34 @@ class _Builder:
             cache_config=self._cache(),
             retry_policies=self._job_retry_policies(),
         )
+        if dataset_inputs:
+            step.dataset_inputs = dataset_inputs
+        return step
+
+    def _offline_store_input(
+        self, spec: c.ProcessingStepSpec, spec_input: c.ProcessingInputSpec
+    ) -> Any:
+        """The training data as an Athena dataset definition (a ProcessingInput request): SageMaker
+        runs the query (as the job's role, in the stage's workgroup), writes the result as
+        Parquet (KMS-encrypted) to this execution's prefix and copies it to the container."""
+        return {
+            "InputName": spec_input.name,
+            "AppManaged": False,
+            "DatasetDefinition": {
+                "AthenaDatasetDefinition": {
+                    "Catalog": OFFLINE_STORE_CATALOG,
+                    "Database": self.inputs.offline_store_database,
+                    "QueryString": self.inputs.offline_store_query,
+                    "WorkGroup": self.inputs.athena_workgroup,
+                    "OutputS3Uri": self._output_uri(spec.name, OFFLINE_STORE_OUTPUT),
+                    "KmsKeyId": self.subs.kms_key_arn,
+                    "OutputFormat": "PARQUET",
+                },
+                "LocalPath": spec_input.container_path,
+                "DataDistributionType": "FullyReplicated",
+                "InputMode": "File",
+            },
+        }
 
     def _quality_check_step(self) -> Any:
         """Model Monitor's data-quality baseline of the train split's features (SDK
@@ -964,6 +1013,32 @@ def _quality_check_step_class() -> type:
 
 
 @functools.cache
+def _dataset_input_step_class() -> type:
+    from sagemaker.mlops.workflow.steps import ProcessingStep
+
+    class DatasetInputProcessingStep(ProcessingStep):  # type: ignore[misc]
+        """A ``ProcessingStep`` with dataset-definition inputs (an Athena query).
+
+        SDK 3.27's ``_processing_input_to_request_dict`` keeps only ``S3Input``, dropping a
+        ``ProcessingInput``'s ``DatasetDefinition``; the inputs are given as request
+        dictionaries instead and inserted at their place among the inputs.
+        """
+
+        dataset_inputs: list[tuple[int, dict[str, Any]]]
+
+        @property
+        def arguments(self) -> dict[str, Any]:
+            request: dict[str, Any] = super().arguments
+            inputs = list(request["ProcessingInputs"])
+            for index, processing_input in self.dataset_inputs:
+                inputs.insert(index, processing_input)
+            request["ProcessingInputs"] = inputs
+            return request
+
+    return DatasetInputProcessingStep
+
+
+@functools.cache
 def _tuning_step_class() -> type:
     from sagemaker.mlops.workflow.steps import TuningStep
 
@@ -1012,8 +1087,10 @@ def _session(region: str, bucket: str) -> Any:
 def _check(inputs: PipelineInputs) -> None:
     for field in fields(inputs):
         value = getattr(inputs, field.name)
-        if isinstance(value, str) and not value:
+        if isinstance(value, str) and not value and field.name not in _OFFLINE_STORE_FIELDS:
             raise ValueError(f"PipelineInputs.{field.name} is empty")
+    if len({bool(getattr(inputs, name)) for name in _OFFLINE_STORE_FIELDS}) != 1:
+        raise ValueError(f"PipelineInputs.{', '.join(_OFFLINE_STORE_FIELDS)} go together")
     for name in ("subnet_ids", "security_group_ids"):
         ids = getattr(inputs, name)
         if not isinstance(ids, tuple) or not all(isinstance(v, str) and v for v in ids):
@@ -1032,6 +1109,7 @@ def _check(inputs: PipelineInputs) -> None:
             raise ValueError(f"PipelineInputs.{name} must be at least 1")
 
 
+_OFFLINE_STORE_FIELDS = ("offline_store_query", "offline_store_database", "athena_workgroup")
 _context_depth = 0
 
 

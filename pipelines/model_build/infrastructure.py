@@ -18,6 +18,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk.region_info import RegionInfo
 from constructs import Construct
 
+from feature_store.schema import OfflineStoreSource
 from infra.compliance import acknowledge, acknowledge_grant_actions
 from infra.config import EnvironmentConfig
 from infra.log_retention import retention_days
@@ -84,6 +85,7 @@ class ModelBuildPipeline(Construct):
         raw_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         model_package_group_name: str,
+        offline_store: OfflineStoreSource | None = None,
     ) -> None:
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
@@ -159,6 +161,10 @@ class ModelBuildPipeline(Construct):
                 subnet_ids=vpc.subnet_ids if vpc else (),
                 security_group_ids=vpc.security_group_ids if vpc else (),
                 monitoring_backend=environment.monitoring.backend,
+                # feature_store.training_data: offline_store (grants: FeatureStore).
+                offline_store_query=offline_store.query if offline_store else "",
+                offline_store_database=offline_store.database if offline_store else "",
+                athena_workgroup=offline_store.workgroup if offline_store else "",
             )
         )
         self.pipeline = sagemaker.CfnPipeline(

@@ -47,6 +47,7 @@ FLOORS: dict[str, int] = {
     "audit": CAPABILITIES,
     "costing": CAPABILITIES,
     "studio": CAPABILITIES,
+    "feature_store": CAPABILITIES,
     "stacks": STACKS,
     "infra.stages": APP,
     "infra.app_builder": APP,

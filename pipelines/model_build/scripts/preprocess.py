@@ -62,11 +62,31 @@ class StepError(Exception):
 # ---- reading and validation -----------------------------------------------------------------
 
 
+PARQUET_MAGIC = b"PAR1"
+
+
+def _is_parquet(path: Path) -> bool:
+    """A ``.parquet`` file, or a file without a suffix that starts with Parquet's magic bytes:
+    the Athena query result of the offline store (feature_store.training_data), whose part
+    files have no suffix."""
+    if path.suffix.lower() == ".parquet":
+        return True
+    if path.suffix:
+        return False
+    try:
+        with path.open("rb") as handle:
+            return handle.read(4) == PARQUET_MAGIC
+    except OSError:
+        return False
+
+
 def _is_data_file(path: Path, suffix: str) -> bool:
     """A data file of the given kind; Spark/Glue bookkeeping (``_SUCCESS``, ``.crc``, names
     starting with ``_`` or ``.``) is not data."""
     hidden = path.name.startswith(("_", "."))
-    return path.is_file() and not hidden and path.suffix.lower() == suffix
+    if not path.is_file() or hidden:
+        return False
+    return _is_parquet(path) if suffix == ".parquet" else path.suffix.lower() == suffix
 
 
 def find_input_files(input_path: Path) -> list[Path]:
@@ -196,7 +216,7 @@ def read_parquet_file(path: Path, expected: tuple[str, ...]) -> pd.DataFrame:
 
 
 def read_data_file(path: Path, expected: tuple[str, ...]) -> pd.DataFrame:
-    if path.suffix.lower() == ".parquet":
+    if _is_parquet(path):
         return read_parquet_file(path, expected)
     return read_csv_file(path, expected)
 
@@ -276,7 +296,7 @@ def load_dataset(
     columns = [TARGET] + [c for c in expected if c != TARGET]
     frames = [read_data_file(path, expected)[columns] for path in files]
     data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    kind = "Parquet" if files[0].suffix.lower() == ".parquet" else "CSV"
+    kind = "Parquet" if _is_parquet(files[0]) else "CSV"
     where = str(files[0]) if len(files) == 1 else f"{input_path} ({len(files)} {kind} files)"
     if len(data) < min_rows:
         raise StepError(f"{where}: too few rows ({len(data)} < {min_rows})")

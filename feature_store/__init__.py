@@ -1,0 +1,1 @@
+"""SageMaker Feature Store option of a stage (README "Feature Store")."""

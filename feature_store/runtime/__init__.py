@@ -1,0 +1,1 @@
+"""Code that runs in AWS (the Glue job ingestion): standard library and boto3 only."""
