@@ -11,7 +11,7 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -189,6 +189,37 @@ class MonitoringConfig:
 #: (``serving/infrastructure.py``, README "Serving image").
 SERVING_IMAGES = ("prebuilt", "custom")
 
+#: ``cost_controls.kms_keys`` values: the data key plus one key each for the audit trail and the
+#: deployment notifications, or the data key for all three (one $1/month key instead of three).
+KMS_KEY_LAYOUTS = ("per_purpose", "single")
+
+
+@dataclass(frozen=True)
+class CostControls:
+    """What a stage keeps standing while idle, each billed by the month (README "Cost").
+
+    The defaults are the shared stages'; a branch stage copies the dev environment but takes
+    ``branch_environments.cost_controls`` (:data:`BRANCH_COST_CONTROLS` for absent keys)."""
+
+    #: One of :data:`KMS_KEY_LAYOUTS` (a customer managed key is $1/month).
+    kms_keys: str = "per_purpose"
+    #: The stage's operations dashboard ($3/month beyond the account's first three).
+    dashboard: bool = True
+    #: The stage's CloudWatch alarms ($0.10/metric/month beyond the account's first ten):
+    #: deployment guardrails (blue/green auto-rollback, dead letters) and the retraining
+    #: triggers. False needs a serverless endpoint (instance endpoints roll back on them).
+    alarms: bool = True
+    #: The stage's trail records management events too (the first copy in an account and
+    #: region is free, every further one billed); False: its S3 data events only.
+    trail_management_events: bool = True
+
+
+#: A branch stage lives in the dev account beside the dev stage, whose trail already holds the
+#: account's management events (README "Cost" says what each saves and costs).
+BRANCH_COST_CONTROLS = CostControls(
+    kms_keys="single", dashboard=False, alarms=False, trail_management_events=False
+)
+
 #: Upper bound of ``audit.retention_days`` (ten years).
 MAX_AUDIT_RETENTION_DAYS = 3650
 
@@ -256,6 +287,7 @@ class EnvironmentConfig:
     feature_store: FeatureStoreConfig = field(default_factory=FeatureStoreConfig)
     #: One of :data:`SERVING_IMAGES`: the image the model package (and so the endpoint) runs.
     serving_image: str = "prebuilt"
+    cost_controls: CostControls = field(default_factory=CostControls)
 
     @property
     def placeholder_account(self) -> bool:
@@ -323,6 +355,8 @@ class BranchEnvironmentsConfig:
     ttl_days: int = DEFAULT_EPHEMERAL_TTL_DAYS
     #: EventBridge Scheduler expression (UTC) of the sweeper; None: no sweeper.
     sweeper_schedule: str | None = DEFAULT_SWEEPER_SCHEDULE
+    #: What a branch stage keeps standing (it copies the dev environment otherwise).
+    cost_controls: CostControls = BRANCH_COST_CONTROLS
 
 
 @dataclass(frozen=True)
@@ -411,7 +445,10 @@ class AppConfig:
                     cost_center=self.cost_center,
                     branch=branch,
                     kind=StageKind.EPHEMERAL,
-                    environment=self.environments["dev"],
+                    environment=replace(
+                        self.environments["dev"],
+                        cost_controls=self.branch_environments.cost_controls,
+                    ),
                     naming=Naming(self.project, f"br-{slug}"),
                     ephemeral_ttl_days=self.branch_environments.ttl_days,
                 )
@@ -586,6 +623,7 @@ def _parse_environment(
             "studio",
             "feature_store",
             "serving_image",
+            "cost_controls",
         ),
     )
     account = str(
@@ -714,7 +752,41 @@ def _parse_environment(
                 "prebuilt",
             )
         ),
+        cost_controls=_parse_cost_controls(
+            env.section("cost_controls", _COST_CONTROLS_KEYS, {}), CostControls(), sizing.endpoint
+        ),
     )
+
+
+_COST_CONTROLS_KEYS = ("kms_keys", "dashboard", "alarms", "trail_management_events")
+
+
+def _parse_cost_controls(
+    section: _Section, default: CostControls, endpoint: ServerlessEndpoint | InstanceEndpoint
+) -> CostControls:
+    controls = CostControls(
+        kms_keys=str(
+            section.check(
+                "kms_keys",
+                lambda v: v in KMS_KEY_LAYOUTS,
+                "allowed: " + ", ".join(KMS_KEY_LAYOUTS),
+                default.kms_keys,
+            )
+        ),
+        dashboard=section.boolean("dashboard", default.dashboard),
+        alarms=section.boolean("alarms", default.alarms),
+        trail_management_events=section.boolean(
+            "trail_management_events", default.trail_management_events
+        ),
+    )
+    if not controls.alarms and isinstance(endpoint, InstanceEndpoint):
+        raise ConfigError(
+            section.key("alarms"),
+            False,
+            "an instance endpoint needs its alarms: blue/green updates roll back on them "
+            "(allowed: true, or a serverless endpoint)",
+        )
+    return controls
 
 
 def _parse_feature_store(section: _Section) -> FeatureStoreConfig:
@@ -1045,10 +1117,19 @@ def _parse_delivery(
     )
 
 
-_BRANCH_ENVIRONMENTS_KEYS = ("deploy_role_arn", "github_repository", "ttl_days", "sweeper_schedule")
+_BRANCH_ENVIRONMENTS_KEYS = (
+    "deploy_role_arn",
+    "github_repository",
+    "ttl_days",
+    "sweeper_schedule",
+    "cost_controls",
+)
 
 
-def _parse_branch_environments(section: _Section, dev_account: str) -> BranchEnvironmentsConfig:
+def _parse_branch_environments(
+    section: _Section, dev: EnvironmentConfig
+) -> BranchEnvironmentsConfig:
+    dev_account = dev.account
     role = section.get("deploy_role_arn", None)
     if role is not None:
         match = _ROLE_ARN.fullmatch(role) if isinstance(role, str) else None
@@ -1086,6 +1167,11 @@ def _parse_branch_environments(section: _Section, dev_account: str) -> BranchEnv
             "ttl_days", DEFAULT_EPHEMERAL_TTL_DAYS, maximum=MAX_EPHEMERAL_TTL_DAYS
         ),
         sweeper_schedule=schedule,
+        cost_controls=_parse_cost_controls(
+            section.section("cost_controls", _COST_CONTROLS_KEYS, {}),
+            BRANCH_COST_CONTROLS,
+            dev.sizing.endpoint,
+        ),
     )
 
 
@@ -1144,6 +1230,6 @@ def load_config(context: Mapping[str, Any] | None) -> AppConfig:
         delivery=delivery,
         branch_environments=_parse_branch_environments(
             root.section("branch_environments", _BRANCH_ENVIRONMENTS_KEYS, {}),
-            environments["dev"].account,
+            environments["dev"],
         ),
     )
