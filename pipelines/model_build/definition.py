@@ -239,6 +239,9 @@ class PipelineInputs:
     security_group_ids: tuple[str, ...] = ()
     #: ``monitoring.backend`` (MONITORING_BACKENDS); part of the definition cache's key.
     monitoring_backend: str = "drift_job"
+    #: ``serving_image: custom``: the stage's own serving image (``serving/infrastructure.py``)
+    #: the model package is registered with; None: AWS's prebuilt XGBoost image.
+    serving_image_uri: str | None = None
     #: ``feature_store.training_data: offline_store``: Preprocess reads the result of this
     #: Athena query (over the offline store's Glue table, in ``offline_store_database``, run in
     #: ``athena_workgroup``) instead of the files under ``InputDataUrl``. All three or none.
@@ -298,6 +301,15 @@ class _Substitutions:
             inputs.kms_key_arn, f"arn:aws:kms:{inputs.region}:{account}:key/{_MARK}key"
         )
         self.model_package_group = add(inputs.model_package_group_name, f"{_MARK}group")
+        # The SDK may parse an image URI (framework detection): a well-formed one stands in.
+        self.serving_image = (
+            None
+            if inputs.serving_image_uri is None
+            else add(
+                inputs.serving_image_uri,
+                f"{account}.dkr.ecr.{inputs.region}.amazonaws.com/{_MARK}image:{_MARK}tag",
+            )
+        )
         self.subnet_ids = [
             add(value, f"subnet-{_MARK}{i}x") for i, value in enumerate(inputs.subnet_ids)
         ]
@@ -862,7 +874,7 @@ class _Builder:
             drift_statistics, drift_constraints = statistics, constraints
 
         builder = ModelBuilder(
-            image_uri=self._image(c.XGBOOST_IMAGE),
+            image_uri=self.subs.serving_image or self._image(c.XGBOOST_IMAGE),
             s3_model_data_url=self.model_artifact,
             env_vars=dict(c.SERVING_ENVIRONMENT),
             role_arn=self.subs.role_arn,
