@@ -26,6 +26,8 @@ from pipelines.model_build import definition as d
 
 EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
 ROLE_TOKEN, BUCKET_TOKEN, RAW_TOKEN, KEY_TOKEN = (f"${{Token[TOKEN.{i}]}}" for i in (1, 2, 3, 4))
+#: serving_image: custom: the stage repository's URI (the URL suffix is a CDK token).
+SERVING_IMAGE = "123456789012.dkr.ecr.eu-west-1.${Token[AWS.URLSuffix.5]}/mlops-dev-serving:0a1b2c"
 
 BASE = d.PipelineInputs(
     pipeline_name="mlops-dev-model-build",
@@ -59,6 +61,7 @@ VARIANTS: dict[str, d.PipelineInputs] = {
         security_group_ids=("sg-0ccc",),
         processing_instance_count=2,
         approval_threshold=0.85,
+        serving_image_uri=SERVING_IMAGE,
     ),
     "tuning_spot": replace(BASE, hyperparameter_tuning=True, spot_training=True),
 }
@@ -581,7 +584,10 @@ def test_registration(built: Built) -> None:
     assert args["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
     spec = args["InferenceSpecification"]
     (container,) = spec["Containers"]
-    assert container["Image"].endswith(f"/{c.XGBOOST_IMAGE.repository}:1.7-1")
+    if built.inputs.serving_image_uri is None:  # serving_image: prebuilt
+        assert container["Image"].endswith(f"/{c.XGBOOST_IMAGE.repository}:1.7-1")
+    else:  # custom: the stage's own image, verbatim (token included)
+        assert container["Image"] == built.inputs.serving_image_uri == SERVING_IMAGE
     assert container["Environment"] == c.SERVING_ENVIRONMENT
     assert spec["SupportedContentTypes"] == ["text/csv", "application/json"]
     assert spec["SupportedResponseMIMETypes"] == ["application/json"]
