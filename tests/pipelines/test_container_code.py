@@ -32,9 +32,12 @@ CONTAINER_CODE = {
         "numpy", "pandas", "sklearn", "xgboost", "model_format",
     },
     "pipelines/model_build/model_code/model_format.py": {"numpy", "xgboost"},
-    "pipelines/model_build/model_code/inference.py": {"numpy", "model_format", "data_capture"},
+    "pipelines/model_build/model_code/inference.py": {
+        "numpy", "model_format", "data_capture", "online_features",
+    },
     # boto3 1.17.52 / botocore 1.20.52 in the XGBoost image (serving/container-requirements.txt)
     "pipelines/model_build/model_code/data_capture.py": {"boto3", "botocore"},
+    "pipelines/model_build/model_code/online_features.py": {"boto3", "botocore"},
 }  # fmt: skip
 
 

@@ -67,7 +67,7 @@ def test_trains_loadable_model_with_code_dir(
     ]
     expected_code = {
         n
-        for n in ("inference.py", "model_format.py", "data_capture.py")
+        for n in ("inference.py", "model_format.py", "data_capture.py", "online_features.py")
         if (MODEL_CODE_DIR / n).exists()
     }
     assert {p.name for p in (model_dir / "code").iterdir()} == expected_code

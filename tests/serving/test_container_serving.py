@@ -37,6 +37,7 @@ def artifact(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "inference.py",
         "model_format.py",
         "data_capture.py",
+        "online_features.py",
     ]
     archive = root / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:

@@ -383,7 +383,7 @@ body, content_type = inference.transform_fn(model, sys.argv[2], "text/csv", "app
 assert content_type == "application/json", content_type
 assert len(json.loads(body)["predictions"]) == 1
 assert inference.transform_fn(model, "x", "text/plain", "application/json").status == 415
-allowed = {"inference", "model_format", "data_capture"}  # boto3 only when capture is on
+allowed = {"inference", "model_format", "data_capture", "online_features"}  # boto3 when used
 third_party = {
     name.split(".")[0] for name in set(sys.modules) - before
     if name.split(".")[0] not in sys.stdlib_module_names and not name.startswith("_")
@@ -396,7 +396,7 @@ def test_imports_as_a_top_level_module_from_the_code_dir(model_dir, rows, tmp_pa
     """The artifact's code/ directory, imported the way the container does, needs nothing else."""
     code = tmp_path / "code"
     code.mkdir()
-    for name in ("inference.py", "model_format.py", "data_capture.py"):
+    for name in ("inference.py", "model_format.py", "data_capture.py", "online_features.py"):
         shutil.copy(MODEL_CODE / name, code / name)
     result = subprocess.run(
         [sys.executable, "-I", "-c", CONTAINER_SMOKE, str(model_dir), csv_line(rows[0]), str(code)],

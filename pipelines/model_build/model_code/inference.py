@@ -13,6 +13,9 @@ Request (``Content-Type``):
 * ``application/json``: ``{"instances": [[30 numbers], ...]}`` or
   ``{"instances": [{"mean_radius": ..., ...}, ...]}``; a single object or a single list of numbers
   is one instance, and a top-level list of instances is accepted too.
+* ``application/json``: ``{"record_id": "<id>"}``: the features of that record, read from the
+  stage's online feature store (``online_features.py``; 400 when the model has none, 404 for an
+  unknown record, 503 when the store cannot be reached).
 
 Response (``Accept`` ``application/json``, ``*/*`` or absent)::
 
@@ -65,10 +68,11 @@ from typing import Any
 import numpy as np
 
 try:  # imported as part of the repository's packages (tests, local server)
-    from . import data_capture, model_format
+    from . import data_capture, model_format, online_features
 except ImportError:  # in the container: the code directory is on sys.path, no parent package
     import data_capture  # type: ignore[no-redef]
     import model_format  # type: ignore[no-redef]
+    import online_features  # type: ignore[no-redef]
 
 CSV_CONTENT_TYPE = "text/csv"
 JSON_CONTENT_TYPE = "application/json"
@@ -220,7 +224,7 @@ def transform_fn(
     capture never changes or fails the answer.
     """
     try:
-        instances = decode_request(request_body, request_content_type)
+        instances = resolve_record(decode_request(request_body, request_content_type), model)
         body, content_type = encode_response(predict(instances, model), accept)
     except PayloadError as error:
         return ErrorResponse(error)
@@ -245,6 +249,24 @@ def decode_request(request_body: Any, request_content_type: str | None) -> Insta
     if media_type == CSV_CONTENT_TYPE:
         return _split_csv(text)
     return _split_json(text)
+
+
+def resolve_record(instances: Instances, model: model_format.LoadedModel) -> Instances:
+    """A ``{"record_id": ...}`` request becomes that record's features, read from the online
+    feature store the environment names (``online_features.py``); other requests are kept."""
+    if instances.kind != "record":
+        return instances
+    reader = online_features.from_environment()
+    if reader is None:
+        raise PayloadError(
+            400, "this endpoint has no online feature store: send the feature values instead"
+        )
+    (record_id,) = instances.items
+    try:
+        values = reader.lookup(record_id, model.features)
+    except online_features.RecordLookupError as error:
+        raise PayloadError(error.status, error.message) from None
+    return Instances("records", [values], [f"record {record_id}"])
 
 
 def predict(input_data: Instances | np.ndarray, model: model_format.LoadedModel) -> np.ndarray:
@@ -293,6 +315,8 @@ def to_matrix(instances: Instances | np.ndarray, features: Sequence[str]) -> np.
         return matrix
     if instances.kind == "records":
         return _records_matrix(instances, features)
+    if instances.kind == "record":  # not resolved (transform_fn resolves it)
+        raise PayloadError(400, "a record_id request needs the online feature store")
     return _rows_matrix(instances, features)
 
 
@@ -446,6 +470,8 @@ def _split_json(text: str) -> Instances:
         raise PayloadError(400, f"malformed JSON: {exc}") from None
     except RecursionError:
         raise PayloadError(400, "malformed JSON: nested too deeply") from None
+    if isinstance(payload, dict) and list(payload) == [online_features.REQUEST_KEY]:
+        return Instances("record", [payload[online_features.REQUEST_KEY]], ["record_id"])
     if isinstance(payload, dict) and "instances" in payload:
         instances = payload["instances"]
         if not isinstance(instances, list):

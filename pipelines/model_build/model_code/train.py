@@ -42,7 +42,13 @@ import model_format  # noqa: E402  (shipped next to this script)
 TARGET = "target"
 #: Files copied to <model_dir>/code/ when present (requirements.txt is honoured by the
 #: serving container if the serving code ever needs one).
-SERVING_FILES = ("inference.py", "model_format.py", "data_capture.py", "requirements.txt")
+SERVING_FILES = (
+    "inference.py",
+    "model_format.py",
+    "data_capture.py",
+    "online_features.py",
+    "requirements.txt",
+)
 CODE_SUBDIR = "code"
 
 
