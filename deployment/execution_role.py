@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import aws_cdk as cdk
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -37,9 +38,13 @@ class ModelExecutionRole:
         model_artifact_keys: Sequence[str],
         image_repositories: Sequence[str],
         rollback_alarm_arns: Sequence[str],
+        serving_repository: str | None = None,
     ) -> None:
         """``rollback_alarm_arns``: the alarms SageMaker reads during a blue/green update
-        (instance endpoints); empty when the endpoint has none (serverless)."""
+        (instance endpoints); empty when the endpoint has none (serverless).
+        ``serving_repository``: the stage's own serving-image repository (``serving_image:
+        custom``), pulled from this account only; AWS's framework repositories
+        (``image_repositories``) stay pullable for versions registered with the prebuilt image."""
         if not model_artifact_keys:
             raise ValueError("model_artifact_keys: at least one key pattern of model.tar.gz")
         stack = cdk.Stack.of(scope)
@@ -101,6 +106,10 @@ class ModelExecutionRole:
         self.role.add_to_policy(
             iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"])
         )
+        if serving_repository is not None:
+            ecr.Repository.from_repository_name(
+                scope, "ServingRepository", serving_repository
+            ).grant_pull(self.role)
         bucket_logical_id = logical_id(artifacts_bucket)
         acknowledgments = [
             (

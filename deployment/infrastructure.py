@@ -123,6 +123,7 @@ class ModelDeployment(Construct):
         poll_interval: cdk.Duration = DEFAULT_POLL_INTERVAL,
         workflow_timeout: cdk.Duration = DEFAULT_WORKFLOW_TIMEOUT,
         image_repositories: Sequence[str] = ("sagemaker-xgboost",),
+        serving_repository: str | None = None,
         powertools_layer_version: int = POWERTOOLS_LAYER_VERSION,
     ) -> None:
         super().__init__(scope, id_)
@@ -162,6 +163,7 @@ class ModelDeployment(Construct):
             artifacts_bucket=artifacts_bucket,
             model_artifact_keys=model_artifact_keys,
             image_repositories=image_repositories,
+            serving_repository=serving_repository,
             rollback_alarm_arns=(
                 guardrails.rollback_alarm_arns
                 if isinstance(endpoint_sizing, InstanceEndpoint)

@@ -20,6 +20,7 @@ from deployment.infrastructure import (
 from infra.config import StageConfig
 from pipelines.model_build.contract import MODEL_ARTIFACT, TRAIN_MODEL_OUTPUT, TRAIN_STEP
 from pipelines.model_build.infrastructure import PIPELINE_PREFIX
+from serving.infrastructure import repository_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATASET = REPO_ROOT / "pipelines" / "model_build" / "data" / "breast_cancer.csv"
@@ -87,6 +88,9 @@ class DeploymentStack(cdk.Stack):
             removal_policy=removal_policy,
             smoke_test_row=smoke_test_row(),
             model_artifact_keys=model_artifact_keys(config),
+            serving_repository=(
+                repository_name(naming) if config.environment.serving_image == "custom" else None
+            ),
         )
         for name, value in (
             ("DeploymentStateMachineArn", self.deployment.state_machine.state_machine_arn),

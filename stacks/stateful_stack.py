@@ -13,6 +13,7 @@ from data_lake.infrastructure import DataLake, StatePolicy
 from feature_store.infrastructure import FeatureStore
 from infra.config import StageConfig
 from pipelines.model_build.registry import ModelRegistry
+from serving.infrastructure import ServingRepository
 
 
 class StatefulStack(cdk.Stack):
@@ -41,6 +42,16 @@ class StatefulStack(cdk.Stack):
             removal_policy=state.removal_policy,
             studio_project=config.naming.sagemaker_project_tag,
         )
+        # serving_image: custom: the stage's serving-image repository (serving/).
+        self.serving_repository: ServingRepository | None = None
+        if config.environment.serving_image == "custom":
+            self.serving_repository = ServingRepository(
+                self,
+                "ServingRepository",
+                naming=config.naming,
+                key=self.lake.key,
+                removal_policy=state.removal_policy,
+            )
         # The stage's CloudTrail trail (audit/).
         lake = self.lake
         self.audit = AuditTrail(
