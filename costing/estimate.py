@@ -58,6 +58,7 @@ ZERO_AT_IDLE: Mapping[str, str] = {
     "AWS::EC2::SecurityGroupEgress": "not billed",
     "Custom::CDKBucketDeployment": "a Lambda run at deploy time only",
     "Custom::S3AutoDeleteObjects": "a Lambda run at stack deletion only",
+    "Custom::ServingImageCopy": "a Lambda run at deploy time only (the serving-image copy)",
 }
 
 #: Resource types priced by :func:`_price_resources` (with the price keys they use).
@@ -73,6 +74,7 @@ PRICED_TYPES: Mapping[str, tuple[str, ...]] = {
     "AWS::Scheduler::Schedule": ("scheduler.invocations_million",),
     "AWS::EC2::VPCEndpoint": ("vpc.interface_endpoint_az_hour",),
     "AWS::EC2::NatGateway": ("vpc.nat_gateway_hour",),
+    "AWS::ECR::Repository": ("ecr.storage_gb_month", "ecr.serving_image_gb"),
 }
 
 
@@ -447,6 +449,20 @@ def _price_resources(
                     price.key,
                     count * hours * price.usd,
                     f"{count} NAT gateways x {hours:.0f} h x ${price.usd:.3f}",
+                )
+            )
+        elif type_ == "AWS::ECR::Repository":
+            price = prices["ecr.storage_gb_month"]
+            size = prices["ecr.serving_image_gb"].quantity or 0.0
+            items.append(
+                LineItem(
+                    type_,
+                    count,
+                    price.key,
+                    count * size * price.usd,
+                    f"{count} serving-image repositories x {size:g} GB (assumption) x "
+                    f"${price.usd:.2f}/GB-month (CDK's asset repository holds one more copy per "
+                    "account; scanning on push is free)",
                 )
             )
         elif type_ in ZERO_AT_IDLE:

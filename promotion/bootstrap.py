@@ -26,6 +26,7 @@ STAGE_SERVICES = {
     "Athena": "athena",
     "CloudTrail": "cloudtrail",
     "CloudWatch": "cloudwatch",
+    "ECR": "ecr",  # serving_image: custom (serving/infrastructure.py)
     "Events": "events",
     "Glue": "glue",
     "KMS": "kms",

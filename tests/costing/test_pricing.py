@@ -78,6 +78,24 @@ def test_kms_keys_cost_a_dollar_each(tmp_path: Path) -> None:
     assert cost.idle_monthly_usd == 3.0
 
 
+def test_serving_image_repository_is_priced_per_stored_gb(tmp_path: Path) -> None:
+    """serving_image: custom: the stage repository's images (assumed size x storage price);
+    the deploy-time copy costs nothing at idle."""
+    cost = one(
+        tmp_path,
+        {
+            "Repo": {"Type": "AWS::ECR::Repository", "Properties": {}},
+            "Copy": {"Type": "Custom::ServingImageCopy", "Properties": {}},
+        },
+    )
+    line = item(cost, "AWS::ECR::Repository")
+    size = PRICES["ecr.serving_image_gb"].quantity
+    assert size is not None and 0 < size < 1
+    assert line.monthly_usd == pytest.approx(size * PRICES["ecr.storage_gb_month"].usd)
+    assert cost.zero_at_idle["Custom::ServingImageCopy"] == 1
+    assert cost.unpriced == {}
+
+
 def test_alarms_bill_per_metric_after_the_owner_account_free_tier(tmp_path: Path) -> None:
     math_alarm = alarm(
         Metrics=[
