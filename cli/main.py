@@ -205,10 +205,19 @@ def promote(
         typer.Option(help="prod artifacts bucket (default: prod stateful stack output)"),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="check only, change nothing")] = False,
+    without_baselines: Annotated[
+        bool,
+        typer.Option(
+            "--without-baselines",
+            help="promote a version that has no drift-check baseline (prod's drift "
+            "monitoring cannot run on it)",
+        ),
+    ] = False,
     output: OutputOption = Output.json,
 ) -> None:
-    """Promote an approved staging version to prod: copy, register, approve (the second
-    approval prod requires; the promotion pipeline's PromoteModel step runs this)."""
+    """Promote an approved staging version to prod: copy the model and its drift baselines,
+    register, approve (the second approval prod requires; the promotion pipeline's
+    PromoteModel step runs this)."""
     from cli.promote import run_promote
 
     if project is None:
@@ -223,6 +232,7 @@ def promote(
         region=region,
         target_bucket=target_bucket,
         dry_run=dry_run,
+        allow_missing_baselines=without_baselines,
     )
     _emit(
         output,

@@ -26,6 +26,7 @@ def run_promote(
     region: str | None,
     target_bucket: str | None,
     dry_run: bool,
+    allow_missing_baselines: bool = False,
 ) -> dict[str, Any]:
     source = session(source_profile, region)
     target = session(target_profile, region)
@@ -39,6 +40,7 @@ def run_promote(
             target=target,
             names=PromotionNames.for_project(project, bucket),
             dry_run=dry_run,
+            allow_missing_baselines=allow_missing_baselines,
         )
     except PromotionError as error:
         raise CliError(f"promotion refused: {error}", "mlops status --env staging") from error

@@ -6,14 +6,29 @@ promoted with this tool, which, with read access to staging and write access to 
 1. checks the staging package is ``Approved`` and ``Completed`` and in the staging group;
 2. checks the staging endpoint is ``InService``, tagged by the deployment workflow with that
    package's ARN, and its current endpoint config's model really is that package;
-3. copies the model artifact into prod's artifacts bucket (``promoted-models/...``), hashing it;
-4. registers it in prod's model package group with the same container (image, environment) and
+3. checks the staging package has its drift-check baseline (``DriftCheckBaselines.
+   ModelDataQuality.Statistics``; with a Model Monitor baseline its ``Constraints`` too; with the
+   repository's own, the ``reference.csv`` the drift job compares against, next to the
+   statistics) and that every file its ``DriftCheckBaselines`` and ``ModelMetrics`` name can be
+   read, before anything is written;
+4. copies the model artifact into prod's artifacts bucket (``promoted-models/<staging group>/
+   v<version>/model.tar.gz``), hashing it, and those baseline files under ``.../v<version>/
+   baselines/`` (their paths below the files' common directory: files next to each other stay
+   so, as the drift job's Prepare step needs for ``reference.csv``);
+5. registers it in prod's model package group with the same container (image, environment), the
+   source's ``DriftCheckBaselines`` and ``ModelMetrics`` pointing at the copies (what prod's
+   drift job and Model Monitor read; prod's monitoring roles may read only that prefix), and
    ``CustomerMetadataProperties``: ``promoted-to-prod=true``, ``promoted-from`` (staging ARN),
-   ``promoted-by`` (caller ARN), ``promoted-at``, ``source-model-data-url``, ``model-data-sha256``;
-5. approves it, which starts prod's deployment workflow (its plan step refuses any approved
+   ``promoted-by`` (caller ARN), ``promoted-at``, ``source-model-data-url``,
+   ``model-data-sha256``, and the source's ``DataQualityBaselineFormat`` when it has one (the
+   monitor_sync Lambda schedules only Model Monitor baselines);
+6. approves it, which starts prod's deployment workflow (its plan step refuses any approved
    version without that metadata).
 
-Re-running it for the same staging version reuses the prod version already registered.
+A staging version without a drift-check baseline is refused (prod's monitoring could not run on
+it) unless ``allow_missing_baselines`` (``--without-baselines``) says to promote it anyway.
+Re-running it for the same staging version reuses the prod version already registered; nothing
+is written while any check fails.
 
 The command is ``mlops promote`` (``cli/``), which the promotion pipeline's PromoteModel step
 runs too (``promotion/commands.py``)::
@@ -24,6 +39,7 @@ runs too (``promotion/commands.py``)::
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +49,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from infra.naming import Naming
+from monitoring.drift.baseline import PROMOTED_BASELINES_DIR, REFERENCE_FILE
 
 PROMOTED_PREFIX = "promoted-models/"
 PACKAGE_TAG = "model-package-arn"  # written on the endpoint by the deployment workflow
@@ -42,6 +59,12 @@ PROMOTED_BY_KEY = "promoted-by"
 PROMOTED_AT_KEY = "promoted-at"
 SOURCE_DATA_KEY = "source-model-data-url"
 SHA256_KEY = "model-data-sha256"
+#: The source's marker that its drift-check baseline is Model Monitor's (== pipelines/model_build/
+#: definition.py BASELINE_FORMAT_*, read by lambdas/monitor_sync): kept on the promoted version.
+BASELINE_FORMAT_KEY = "DataQualityBaselineFormat"
+BASELINE_FORMAT_MODEL_MONITOR = "model-monitor"
+#: The package fields whose files are copied, and rewritten to point at the copies.
+BASELINE_FIELDS = ("DriftCheckBaselines", "ModelMetrics")
 #: Inference-specification keys copied as they are to the prod package.
 _SPEC_KEYS = (
     "SupportedTransformInstanceTypes",
@@ -83,10 +106,12 @@ class PromotionResult:
     model_data_url: str | None
     sha256: str | None
     message: str
+    #: The promoted version's baseline files (copied now, or already there).
+    baselines: tuple[str, ...] = ()
 
 
 def _split_s3_url(url: str) -> tuple[str, str]:
-    if not url.startswith("s3://") or "/" not in url[5:]:
+    if not url.startswith("s3://") or "/" not in url[5:] or url.endswith("/"):
         raise PromotionError(f"not an S3 object URL: {url}")
     bucket, key = url[5:].split("/", 1)
     return bucket, key
@@ -183,6 +208,109 @@ def copy_artifact(source_s3: Any, target_s3: Any, source_url: str, bucket: str, 
     return reader.hexdigest()
 
 
+@dataclass(frozen=True)
+class BaselineCopies:
+    """What promotion copies besides the model, and the fields that point at the copies."""
+
+    files: dict[str, str]  # source URL -> target key
+    fields: dict[str, Any]  # DriftCheckBaselines / ModelMetrics, with the copies' S3Uri
+
+    def urls(self, bucket: str) -> tuple[str, ...]:
+        return tuple(f"s3://{bucket}/{key}" for key in self.files.values())
+
+
+def _s3_uris(node: Any) -> list[str]:
+    """Every ``S3Uri`` (MetricsSource, FileSource) in a package field, in order."""
+    if isinstance(node, dict):
+        found = [str(node["S3Uri"])] if isinstance(node.get("S3Uri"), str) else []
+        return found + [
+            uri for key, value in node.items() if key != "S3Uri" for uri in _s3_uris(value)
+        ]
+    if isinstance(node, list):
+        return [uri for value in node for uri in _s3_uris(value)]
+    return []
+
+
+def _relative_keys(urls: list[str], prefix: str) -> dict[str, str]:
+    """``prefix`` + each file's path below the files' common directory (the bucket counts as
+    one): distinct files get distinct keys, neighbours stay neighbours."""
+    if not urls:
+        return {}
+    parts = {url: url.removeprefix("s3://").split("/") for url in urls}
+    directories = [p[:-1] for p in parts.values()]
+    depth = 0
+    while all(len(d) > depth and d[depth] == directories[0][depth] for d in directories):
+        depth += 1
+    return {url: prefix + "/".join(p[depth:]) for url, p in parts.items()}
+
+
+def _rewrite(node: Any, targets: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: targets[value] if key == "S3Uri" and value in targets else _rewrite(value, targets)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_rewrite(value, targets) for value in node]
+    return node
+
+
+def _is_model_monitor(package: dict[str, Any]) -> bool:
+    metadata = package.get("CustomerMetadataProperties") or {}
+    return metadata.get(BASELINE_FORMAT_KEY) == BASELINE_FORMAT_MODEL_MONITOR
+
+
+def baseline_files(package: dict[str, Any]) -> list[str]:
+    """The files the package's baseline fields name, and (the repository's own baseline) the
+    ``reference.csv`` next to its drift-check statistics, which the drift job reads."""
+    urls = _s3_uris([package.get(f) for f in BASELINE_FIELDS])
+    quality = (package.get("DriftCheckBaselines") or {}).get("ModelDataQuality") or {}
+    statistics = (quality.get("Statistics") or {}).get("S3Uri")
+    if statistics and not _is_model_monitor(package):
+        urls.append(str(statistics).rsplit("/", 1)[0] + "/" + REFERENCE_FILE)
+    return list(dict.fromkeys(urls))
+
+
+def plan_baselines(
+    package: dict[str, Any], bucket: str, prefix: str, *, required: bool = True
+) -> BaselineCopies:
+    """The baseline files of ``package`` and their keys under ``prefix`` in ``bucket``.
+
+    ``required``: the drift-check statistics must be there (with a Model Monitor baseline, the
+    constraints too); refused in one line otherwise. The repository's own baseline (no Model
+    Monitor marker) also needs its ``reference.csv``, next to the statistics."""
+    arn = package.get("ModelPackageArn", "the package")
+    fields = {f: copy.deepcopy(package[f]) for f in BASELINE_FIELDS if package.get(f)}
+    quality = (fields.get("DriftCheckBaselines") or {}).get("ModelDataQuality") or {}
+    statistics = (quality.get("Statistics") or {}).get("S3Uri")
+    model_monitor = _is_model_monitor(package)
+    missing = None
+    if not statistics:
+        missing = "DriftCheckBaselines.ModelDataQuality.Statistics"
+    elif model_monitor and not (quality.get("Constraints") or {}).get("S3Uri"):
+        missing = "DriftCheckBaselines.ModelDataQuality.Constraints (a Model Monitor baseline)"
+    if missing and required:
+        raise PromotionError(
+            f"{arn} has no {missing}: prod's drift monitoring would have no baseline "
+            "(--without-baselines promotes it anyway)"
+        )
+    urls = baseline_files(package)
+    for url in urls:
+        _split_s3_url(url)
+    files = _relative_keys(urls, prefix)
+    targets = {url: f"s3://{bucket}/{key}" for url, key in files.items()}
+    return BaselineCopies(files, {f: _rewrite(v, targets) for f, v in fields.items()})
+
+
+def _check_readable(source_s3: Any, arn: str, urls: list[str]) -> None:
+    for url in urls:
+        bucket, key = _split_s3_url(url)
+        try:
+            source_s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            raise PromotionError(f"cannot read {url}, a baseline file of {arn}: {error}") from error
+
+
 def _approve(sagemaker: Any, arn: str, metadata: dict[str, str], description: str) -> None:
     sagemaker.update_model_package(
         ModelPackageArn=arn,
@@ -199,6 +327,7 @@ def promote(
     target: boto3.Session,
     names: PromotionNames,
     dry_run: bool = False,
+    allow_missing_baselines: bool = False,
     now: datetime | None = None,
 ) -> PromotionResult:
     source_sm = source.client("sagemaker")
@@ -212,32 +341,48 @@ def promote(
         arn = str(existing["ModelPackageArn"])
         metadata = dict(existing.get("CustomerMetadataProperties") or {})
         url = existing["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        baselines = tuple(baseline_files(existing))
+        # UpdateModelPackage cannot add DriftCheckBaselines: a version promoted without them
+        # stays so; say it.
+        note = "" if existing.get("DriftCheckBaselines") else " (without drift baselines)"
         if existing.get("ModelApprovalStatus") == "Approved":
             return PromotionResult(
-                package_arn, arn, False, True, url, metadata.get(SHA256_KEY), "already promoted"
-            )
+                package_arn, arn, False, True, url, metadata.get(SHA256_KEY),
+                f"already promoted{note}", baselines,
+            )  # fmt: skip
         if not dry_run:
             _approve(target_sm, arn, metadata, f"promoted from {package_arn} by {who}")
         return PromotionResult(
             package_arn, arn, False, not dry_run, url, metadata.get(SHA256_KEY),
-            "re-approved the version promoted earlier" if not dry_run else "would re-approve",
+            ("re-approved the version promoted earlier" if not dry_run else "would re-approve")
+            + note,
+            baselines,
         )  # fmt: skip
 
     version = package.get("ModelPackageVersion", "unversioned")
-    key = f"{PROMOTED_PREFIX}{names.source_group}/v{version}/model.tar.gz"
+    prefix = f"{PROMOTED_PREFIX}{names.source_group}/v{version}/"
+    key = f"{prefix}model.tar.gz"
     url = f"s3://{names.target_bucket}/{key}"
+    plan = plan_baselines(
+        package,
+        names.target_bucket,
+        f"{prefix}{PROMOTED_BASELINES_DIR}/",
+        required=not allow_missing_baselines,
+    )
+    source_s3 = source.client("s3")
+    _check_readable(source_s3, package_arn, list(plan.files))
     if dry_run:
         return PromotionResult(
-            package_arn, None, False, False, url, None, "checks passed (dry run)"
-        )
+            package_arn, None, False, False, url, None, "checks passed (dry run)",
+            plan.urls(names.target_bucket),
+        )  # fmt: skip
 
+    target_s3 = target.client("s3")
     sha256 = copy_artifact(
-        source.client("s3"),
-        target.client("s3"),
-        container["ModelDataUrl"],
-        names.target_bucket,
-        key,
+        source_s3, target_s3, container["ModelDataUrl"], names.target_bucket, key
     )
+    for source_url, baseline_key in plan.files.items():
+        copy_artifact(source_s3, target_s3, source_url, names.target_bucket, baseline_key)
     metadata = {
         PROMOTED_KEY: "true",
         PROMOTED_FROM_KEY: package_arn,
@@ -246,6 +391,9 @@ def promote(
         SOURCE_DATA_KEY: container["ModelDataUrl"][:256],
         SHA256_KEY: sha256,
     }
+    source_format = (package.get("CustomerMetadataProperties") or {}).get(BASELINE_FORMAT_KEY)
+    if source_format:
+        metadata[BASELINE_FORMAT_KEY] = source_format
     spec = package["InferenceSpecification"]
     new_container = {k: container[k] for k in _CONTAINER_KEYS if k in container}
     new_container["ModelDataUrl"] = url
@@ -257,10 +405,16 @@ def promote(
             InferenceSpecification=new_spec,
             ModelApprovalStatus="PendingManualApproval",
             CustomerMetadataProperties=metadata,
+            **plan.fields,
         )["ModelPackageArn"]
     )
     _approve(target_sm, arn, metadata, f"promoted from {package_arn} by {who}")
-    return PromotionResult(package_arn, arn, True, True, url, sha256, "promoted and approved")
+    message = "promoted and approved" + (
+        "" if plan.fields.get("DriftCheckBaselines") else (" (without drift baselines)")
+    )
+    return PromotionResult(
+        package_arn, arn, True, True, url, sha256, message, plan.urls(names.target_bucket)
+    )
 
 
 def artifacts_bucket_from_stack(cloudformation: Any, stack_name: str) -> str:

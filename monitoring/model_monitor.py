@@ -128,10 +128,14 @@ class ModelMonitorBackend(Construct):
         dead_letter_queue: sqs.IQueue | None = None,
         subnet_ids: tuple[str, ...] = (),
         security_group_ids: tuple[str, ...] = (),
+        baseline_prefix: str | None = None,
     ) -> None:
+        """``baseline_prefix``: the keys holding the served versions' baselines (default the
+        pipeline's outputs, ``pipelines/<pipeline>/``; prod: the promoted copies)."""
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
-        self._endpoint_name, self._pipeline_name = endpoint_name, pipeline_name
+        self._endpoint_name = endpoint_name
+        self._baseline_prefix = baseline_prefix or f"pipelines/{pipeline_name}/"
         if not 1 <= window_hours <= 24:
             raise ValueError(f"window_hours {window_hours}: Model Monitor analyses 1-24 hours")
         self.image_uri = analyzer_image_uri(stack.region)
@@ -148,7 +152,7 @@ class ModelMonitorBackend(Construct):
             description=f"{naming.prefix}: Model Monitor jobs on {endpoint_name}",
         )
         artifacts_bucket.grant_read(self.role, f"{DATA_CAPTURE_PREFIX}{endpoint_name}/*")
-        artifacts_bucket.grant_read(self.role, f"pipelines/{pipeline_name}/*")
+        artifacts_bucket.grant_read(self.role, f"{self._baseline_prefix}*")
         artifacts_bucket.grant_read_write(self.role, f"{OUTPUT_PREFIX}/*")
         key.grant_encrypt_decrypt(self.role)
         # The schedule's processing jobs run as this role: SageMaker creates grants on the key to
@@ -364,11 +368,12 @@ class ModelMonitorBackend(Construct):
                 f"AwsSolutions-IAM5[Resource::{nag_resource(stack, bucket.arn_for_objects(path))}]"
                 for path in (
                     f"{DATA_CAPTURE_PREFIX}{self._endpoint_name}/*",
-                    f"pipelines/{self._pipeline_name}/*",
+                    f"{self._baseline_prefix}*",
                     f"{OUTPUT_PREFIX}/*",
                 )
             ],
-            "Data capture, the pipeline's baselines and Model Monitor's reports live under "
+            "Data capture, the served versions' baselines (the pipeline's outputs; in prod the "
+            "copies promotion made) and Model Monitor's reports live under "
             "run-time keys (date, execution id, schedule) below these prefixes of this "
             "stage's artifacts bucket only.",
         )

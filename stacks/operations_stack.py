@@ -30,6 +30,7 @@ from infra.naming import EVENT_RULE_MAX, SNS_MAX, SQS_MAX, Naming
 from infra.service_roles import role_for_source
 from ingestion.infrastructure import CURATED_PREFIX, Ingestion
 from monitoring.dashboard import DASHBOARD_NAME_MAX, StageDashboard
+from monitoring.drift.baseline import PROMOTED_BASELINE_KEYS
 from monitoring.infrastructure import DriftJobMonitoring
 from monitoring.model_monitor import ModelMonitorBackend
 from pipelines.model_build.infrastructure import PIPELINE_PREFIX
@@ -314,6 +315,10 @@ class OperationsStack(cdk.Stack):
         settings = config.environment.monitoring
         naming = config.naming
         vpc = config.environment.vpc
+        # Prod serves only promoted versions: their baselines are the copies promotion made.
+        baselines = (
+            PROMOTED_BASELINE_KEYS if config.is_prod else f"{PIPELINE_PREFIX}/{pipeline_name}/"
+        )
         self.drift_monitoring: DriftJobMonitoring | None = None
         if settings.backend == "drift_job":
             self.drift_monitoring = DriftJobMonitoring(
@@ -326,7 +331,7 @@ class OperationsStack(cdk.Stack):
                 key=key,
                 capture_prefix=DATA_CAPTURE_PREFIX,
                 report_prefix=DRIFT_REPORT_PREFIX,
-                baseline_prefix=f"{PIPELINE_PREFIX}/{pipeline_name}/",
+                baseline_prefix=baselines,
                 model_package_group_name=naming.model_package_group,
                 # The deployment workflow's model and endpoint-config names: <stage>-deploy-...
                 model_name_prefix=naming.resource("deploy", 40),
@@ -366,6 +371,7 @@ class OperationsStack(cdk.Stack):
                     cdk.RemovalPolicy.DESTROY if config.is_ephemeral else cdk.RemovalPolicy.RETAIN
                 ),
                 ground_truth_s3_uri=settings.ground_truth_s3_uri,
+                baseline_prefix=baselines,
                 dead_letter_queue=self.dead_letter_queue,
                 subnet_ids=vpc.subnet_ids if vpc else (),
                 security_group_ids=vpc.security_group_ids if vpc else (),

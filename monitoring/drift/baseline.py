@@ -18,6 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 REFERENCE_FILE = "reference.csv"
+#: Promotion (``deployment.promote``) copies a version's baseline files under
+#: ``promoted-models/<staging group>/v<version>/baselines/``: prod serves only promoted
+#: versions, so that (an IAM key pattern) is what prod's monitoring jobs may read.
+PROMOTED_MODELS_PREFIX = "promoted-models/"  # == deployment.promote.PROMOTED_PREFIX
+PROMOTED_BASELINES_DIR = "baselines"
+PROMOTED_BASELINE_KEYS = f"{PROMOTED_MODELS_PREFIX}*/{PROMOTED_BASELINES_DIR}/"
 
 
 class BaselineError(ValueError):

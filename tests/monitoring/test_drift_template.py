@@ -206,6 +206,32 @@ def test_roles_are_least_privilege(templates: dict[str, dict[str, dict[str, Any]
     ]
 
 
+def test_prods_drift_job_reads_the_promoted_baselines_only(
+    templates: dict[str, dict[str, dict[str, Any]]],
+) -> None:
+    """Prod serves only promoted versions: the job reads the baseline copies promotion made
+    (``deployment.promote``), not the model artifacts beside them nor any pipeline output."""
+    from deployment import promote
+    from monitoring.drift import baseline
+
+    assert promote.PROMOTED_PREFIX == baseline.PROMOTED_MODELS_PREFIX
+    template = templates["mlops-prod"]["Operations"]
+    (role,) = [
+        lid
+        for lid in resources_of_type(template, "AWS::IAM::Role")
+        if lid.startswith("DriftMonitoringJobRole")
+    ]
+    job = _statements(template, role)
+    (reads,) = [s for s in job if _actions(s) == ["s3:GetObject"]]
+    assert [_tail(r) for r in reads["Resource"]] == [
+        "/data-capture/mlops-prod-endpoint/AllTraffic/*",
+        "/drift-reports/mlops-prod-endpoint/*",
+        "/promoted-models/*/baselines/*",
+    ]
+    (listing,) = [s for s in job if _actions(s) == ["s3:ListBucket"]]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["promoted-models/*/baselines/*"]}}
+
+
 def test_the_image_and_launcher_assets_hold_only_what_they_run(
     synthesized: Any, templates: dict[str, dict[str, dict[str, Any]]], tmp_path: Path
 ) -> None:

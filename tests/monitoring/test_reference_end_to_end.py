@@ -6,6 +6,10 @@ uploaded to (moto) S3 as the SageMaker pipeline would, registered as the package
 ``statistics.json`` and served by an endpoint. ``monitoring.drift.baseline`` then resolves the
 endpoint -> model -> package -> ``reference.csv``; the file read back from S3 is the reference of
 the drift job on the shipped clean and shifted capture batches.
+
+In prod the endpoint serves the version ``deployment.promote`` registered: the drift workflow's
+Prepare step (``monitoring.drift.launch``) resolves that package's reference to the copy
+promotion made in prod's bucket.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import boto3
 import pandas as pd
 import pytest
 
-from monitoring.drift import baseline, batches, capture, core, job
+from deployment import promote
+from monitoring.drift import baseline, batches, capture, core, job, launch
 from pipelines.model_build import contract as c
 from pipelines.model_build import local_run
 
@@ -26,6 +31,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # evident
 
 BUCKET = "mlops-dev-artifacts"
 PREFIX = "model-build/exec-7/DataQualityBaseline/baseline"
+PREFIX_IN_RUN = "DataQualityBaseline/baseline"
 ENDPOINT = "mlops-dev-endpoint"
 
 
@@ -132,3 +138,103 @@ def test_the_drift_job_resolves_and_uses_the_served_packages_reference(
         assert result.reference_rows == len(reference) == 399
         verdicts[name] = result.dataset_drift
     assert verdicts == {"clean": False, "shifted": True}
+
+
+def _endpoint(sm: Any, endpoint: str, model: str, package_arn: str) -> str:
+    """``endpoint`` serving ``package_arn`` as the deployment workflow creates it."""
+    sm.create_model(
+        ModelName=model,
+        PrimaryContainer={"ModelPackageName": package_arn},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/model",
+    )
+    variant = {"VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1}
+    sm.create_endpoint_config(
+        EndpointConfigName=model, ProductionVariants=[{**variant, "InstanceType": "ml.m5.large"}]
+    )
+    return str(sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=model)["EndpointArn"])
+
+
+def test_prods_drift_run_resolves_the_promoted_versions_copied_reference(
+    moto_aws: None, baseline_output: Path, tmp_path: Path
+) -> None:
+    """Staging version with the pipeline's baseline -> ``mlops promote`` -> prod endpoint ->
+    the Prepare step of prod's drift run -> the reference the job downloads is the copy."""
+    s3, sm = boto3.client("s3"), boto3.client("sagemaker")
+    names = promote.PromotionNames.for_project("mlops", target_bucket="mlops-prod-artifacts")
+    for bucket in ("mlops-staging-artifacts", names.target_bucket):
+        s3.create_bucket(Bucket=bucket)
+    run = "pipelines/mlops-staging-model-build/exec-7"
+    for path in sorted(baseline_output.iterdir()):
+        s3.upload_file(str(path), "mlops-staging-artifacts", f"{run}/{PREFIX_IN_RUN}/{path.name}")
+    s3.put_object(Bucket="mlops-staging-artifacts", Key=f"{run}/model.tar.gz", Body=b"model")
+    statistics = f"s3://mlops-staging-artifacts/{run}/{PREFIX_IN_RUN}/{c.STATISTICS_FILE}"
+    for group in (names.source_group, names.target_group):
+        sm.create_model_package_group(ModelPackageGroupName=group)
+    staged = sm.create_model_package(
+        ModelPackageGroupName=names.source_group,
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+                    "ModelDataUrl": f"s3://mlops-staging-artifacts/{run}/model.tar.gz",
+                }
+            ],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        DriftCheckBaselines={
+            "ModelDataQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": statistics},
+                "Constraints": {
+                    "ContentType": "application/json",
+                    "S3Uri": statistics.replace(c.STATISTICS_FILE, c.CONSTRAINTS_FILE),
+                },
+            }
+        },
+    )["ModelPackageArn"]
+    endpoint_arn = _endpoint(sm, names.source_endpoint, "mlops-staging-deploy-v1-a", staged)
+    sm.add_tags(ResourceArn=endpoint_arn, Tags=[{"Key": "model-package-arn", "Value": staged}])
+    session = boto3.Session()
+    promoted = promote.promote(staged, source=session, target=session, names=names)
+    assert promoted.target_package_arn is not None
+    prod_endpoint = "mlops-prod-endpoint"
+    _endpoint(sm, prod_endpoint, "mlops-prod-deploy-v1-a", promoted.target_package_arn)
+    s3.put_object(  # one captured request in the run's window
+        Bucket=names.target_bucket,
+        Key=f"data-capture/{prod_endpoint}/AllTraffic/2026/01/15/11/capture.jsonl",
+        Body=b"{}",
+    )
+
+    prepared = launch.handler(
+        {
+            "action": "prepare",
+            "trigger": {"reason": "schedule", "scheduledTime": "2026-01-15T12:07:31Z"},
+            "endpointName": prod_endpoint,
+            "variantName": "AllTraffic",
+            "bucket": names.target_bucket,
+            "capturePrefix": "data-capture/",
+            "reportPrefix": "drift-reports/",
+            "windowHours": 2,
+            "jobNamePrefix": "mlops-prod-drift",
+            "executionArn": "arn:aws:states:us-east-1:123456789012:execution:mlops-prod-drift:x",
+            "executionStartTime": "2026-01-15T12:08:00Z",
+        },
+        clients={"s3": s3, "sagemaker": sm},
+    )
+
+    assert prepared["run"] is True
+    assert prepared["modelPackageArn"] == promoted.target_package_arn
+    reference = prepared["referenceUri"]
+    assert reference == (
+        f"s3://{names.target_bucket}/promoted-models/{names.source_group}/v1/baselines/"
+        f"{c.REFERENCE_FILE}"
+    )
+    # The job's baseline input is the reference's prefix (S3Prefix): what it downloads.
+    bucket, key = reference[len("s3://") :].split("/", 1)
+    local = tmp_path / c.REFERENCE_FILE
+    s3.download_file(bucket, key, str(local))
+    frame, features = job.load_reference(local)
+    assert features == list(c.FEATURES)
+    original, _ = job.load_reference(baseline_output / c.REFERENCE_FILE)
+    pd.testing.assert_frame_equal(frame, original)
