@@ -136,32 +136,37 @@ class FeatureStore(Construct):
             event_time_feature_name=schema.EVENT_TIME,
             feature_definitions=definitions,
             role_arn=self.role.role_arn,
-            offline_store_config=sagemaker.CfnFeatureGroup.OfflineStoreConfigProperty(
-                s3_storage_config=sagemaker.CfnFeatureGroup.S3StorageConfigProperty(
-                    s3_uri=bucket.s3_url_for_object(schema.OFFLINE_STORE_PREFIX.rstrip("/")),
-                    kms_key_id=key.key_arn,
-                ),
-                data_catalog_config=sagemaker.CfnFeatureGroup.DataCatalogConfigProperty(
-                    catalog=schema.DATA_CATALOG, database=database_name, table_name=self.table_name
-                ),
-                disable_glue_table_creation=False,
-                table_format="Glue",
-            ),
+            # Both properties are untyped JSON in aws-cdk-lib (typed Any): a jsii struct would be
+            # rendered with camelCase keys, which CloudFormation does not read. Plain objects
+            # with the resource schema's keys, then.
+            offline_store_config={
+                "S3StorageConfig": {
+                    "S3Uri": bucket.s3_url_for_object(schema.OFFLINE_STORE_PREFIX.rstrip("/")),
+                    "KmsKeyId": key.key_arn,
+                },
+                "DataCatalogConfig": {
+                    "Catalog": schema.DATA_CATALOG,
+                    "Database": database_name,
+                    "TableName": self.table_name,
+                },
+                "DisableGlueTableCreation": False,
+                "TableFormat": "Glue",
+            },
             online_store_config=(
-                sagemaker.CfnFeatureGroup.OnlineStoreConfigProperty(
-                    enable_online_store=True,
-                    security_config=sagemaker.CfnFeatureGroup.OnlineStoreSecurityConfigProperty(
-                        kms_key_id=key.key_arn
-                    ),
-                    storage_type="Standard",
-                )
+                {
+                    "EnableOnlineStore": True,
+                    "SecurityConfig": {"KmsKeyId": key.key_arn},
+                    "StorageType": "Standard",
+                }
                 if online
                 else None
             ),
         )
         self.feature_group.apply_removal_policy(removal_policy)
-        # CreateFeatureGroup checks the role can write the offline store: its policy first.
-        self.feature_group.node.add_dependency(self.role)
+        # CreateFeatureGroup checks the role can write the offline store: its policy first (the
+        # role itself is a dependency already, through RoleArn).
+        policy = self.role.node.find_child("DefaultPolicy")
+        self.feature_group.node.add_dependency(policy)
         self._wire_etl(etl_job, etl_role)
         self._acknowledge(stack)
 
