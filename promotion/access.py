@@ -7,7 +7,7 @@ trust needs no role to exist yet):
 
 * staging (``<project>-staging-pipeline-access``): the smoke and load tests invoke and describe
   the staging endpoint; ``deployment.promote`` reads the version it serves (package, endpoint,
-  config, model, tags) and its ``model.tar.gz``;
+  config, model, tags), its ``model.tar.gz`` and its baseline files (:func:`baseline_keys`);
 * prod (``<project>-prod-pipeline-access``): ``deployment.promote`` reads prod's artifacts
   bucket name (the stateful stack's output), copies the artifact under ``promoted-models/``,
   registers and approves the version in prod's model package group.
@@ -26,8 +26,24 @@ from constructs import Construct
 from deployment.infrastructure import PROMOTED_MODELS_PREFIX
 from infra.compliance import acknowledge
 from infra.config import StageConfig
+from pipelines.model_build import contract
+from pipelines.model_build.infrastructure import PIPELINE_PREFIX
 from promotion.commands import PipelineNames
 from stacks.deployment_stack import model_artifact_keys
+
+
+def baseline_keys(config: StageConfig) -> list[str]:
+    """Keys (IAM patterns) of the files a staging version's ``DriftCheckBaselines`` and
+    ``ModelMetrics`` name, which ``deployment.promote`` copies to prod: the DataQualityBaseline
+    step's output (statistics, constraints, reference.csv; Model Monitor's check output has the
+    same output name) and the Evaluate step's report, of any run of the stage's pipeline."""
+    run = f"{PIPELINE_PREFIX}/{config.naming.pipeline}/*"
+    (baseline,) = contract.DATA_QUALITY_BASELINE.outputs
+    condition = contract.CONDITION
+    return [
+        f"{run}/{contract.BASELINE_STEP}/{baseline.name}/*",
+        f"{run}/{condition.step}/{condition.output}/{condition.path}",
+    ]
 
 
 class PipelineAccess(Construct):
@@ -130,6 +146,14 @@ class PipelineAccess(Construct):
                     ],
                 ),
                 iam.PolicyStatement(
+                    sid="ReadBaselines",
+                    actions=["s3:GetObject"],
+                    resources=[
+                        artifacts_bucket.arn_for_objects(pattern)
+                        for pattern in baseline_keys(config)
+                    ],
+                ),
+                iam.PolicyStatement(
                     sid="DecryptModelArtifact", actions=["kms:Decrypt"], resources=[key.key_arn]
                 ),
             ]
@@ -183,6 +207,12 @@ class PipelineAccess(Construct):
                         "specific key (pipeline execution id, training job name): GetObject of "
                         "that file name in this stage's artifacts bucket only."
                         for pattern in model_artifact_keys(config)
+                    },
+                    **{
+                        f"{bucket}/{pattern}": "A version's baseline and evaluation files sit "
+                        "under its pipeline run's id: GetObject of those step outputs of this "
+                        "stage's pipeline in this stage's artifacts bucket only."
+                        for pattern in baseline_keys(config)
                     },
                 }
             )

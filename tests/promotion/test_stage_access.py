@@ -21,7 +21,10 @@ IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 #: API calls that need no IAM permission.
 UNAUTHORIZED_CALLS = {"sts:GetCallerIdentity"}
 #: IAM actions of API calls named differently (service prefix or action).
-IAM_ACTION = {"sagemaker-runtime:InvokeEndpoint": "sagemaker:InvokeEndpoint"}
+IAM_ACTION = {
+    "sagemaker-runtime:InvokeEndpoint": "sagemaker:InvokeEndpoint",
+    "s3:HeadObject": "s3:GetObject",  # HeadObject is authorized as GetObject
+}
 
 
 def _access(template: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -116,6 +119,15 @@ def test_staging_role_reads_and_invokes_only_the_staging_endpoint_and_its_model(
     assert str(by_sid["ReadModelArtifact"]["Resource"]).endswith(
         "/pipelines/mlops-staging-model-build/*/Train/model/*/output/model.tar.gz']]}"
     )
+    # The files deployment.promote copies with the version (its drift baselines, its metrics).
+    run = "/pipelines/mlops-staging-model-build/*"
+    assert [r["Fn::Join"][1][-1] for r in by_sid["ReadBaselines"]["Resource"]] == [
+        f"{run}/DataQualityBaseline/baseline/*",
+        f"{run}/Evaluate/evaluation/evaluation.json",
+    ]
+    from pipelines.model_build import definition
+
+    assert definition.MODEL_MONITOR_BASELINE_OUTPUT == "baseline"  # the check step's too
 
 
 def test_prod_role_writes_only_prods_registry_and_promoted_prefix(
@@ -163,6 +175,9 @@ def promoted(moto_aws: None) -> Iterator[dict[str, set[str]]]:
     for bucket in ("staging-artifacts", "prod-artifacts"):
         s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket="staging-artifacts", Key="run/model.tar.gz", Body=b"model" * 100)
+    baseline = "pipelines/mlops-staging-model-build/exec-1/DataQualityBaseline/baseline"
+    for name in ("statistics.json", "reference.csv"):
+        s3.put_object(Bucket="staging-artifacts", Key=f"{baseline}/{name}", Body=b"{}")
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     for group in (names.source_group, names.target_group):
         sagemaker.create_model_package_group(ModelPackageGroupName=group)
@@ -175,6 +190,14 @@ def promoted(moto_aws: None) -> Iterator[dict[str, set[str]]]:
             ],
             "SupportedContentTypes": ["text/csv"],
             "SupportedResponseMIMETypes": ["application/json"],
+        },
+        DriftCheckBaselines={
+            "ModelDataQuality": {
+                "Statistics": {
+                    "ContentType": "application/json",
+                    "S3Uri": f"s3://staging-artifacts/{baseline}/statistics.json",
+                }
+            }
         },
     )["ModelPackageArn"]
     sagemaker.create_model(
