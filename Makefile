@@ -77,7 +77,7 @@ container-venv: install ## test-only venv: the SageMaker XGBoost 1.7-1 image's s
 lint: install ## ruff, format check, mypy, then check-templates
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas serving monitoring retraining ingestion promotion sweeper cli costing studio audit
+	$(PY) -m mypy infra stacks data_lake pipelines deployment lambdas serving monitoring retraining ingestion promotion sweeper cli costing studio audit feature_store
 	$(MAKE) check-templates
 	$(MAKE) lint-workflows
 
