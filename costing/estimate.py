@@ -51,6 +51,8 @@ ZERO_AT_IDLE: Mapping[str, str] = {
     "AWS::Glue::Trigger": "a conditional trigger runs only after an ETL run",
     "AWS::SageMaker::Pipeline": "billed per job the pipeline runs",
     "AWS::SageMaker::ModelPackageGroup": "the registry is free (artifacts are in S3)",
+    "AWS::SageMaker::FeatureGroup": "billed per read/write request unit and online-store GB; "
+    "the offline store is S3 objects in the curated bucket",
     "AWS::SageMaker::Domain": "Studio domains are free; apps are billed while they run",
     "AWS::SageMaker::UserProfile": "user profiles are free; apps are billed while they run",
     "AWS::EC2::SecurityGroup": "not billed",
