@@ -285,3 +285,19 @@ def test_the_dataset_definition_input_matches_botocore() -> None:
     # The other inputs are untouched S3 inputs (same order as the contract's).
     names = [i["InputName"] for i in step["Arguments"]["ProcessingInputs"]]
     assert names[:2] == [i.name for i in contract.PREPROCESS.inputs]
+
+
+def test_the_option_adds_no_priced_resource(built: dict[str, Any]) -> None:
+    """No unpriced type, no KMS key beyond the stage's own (branch stages have a budget)."""
+    from costing.estimate import _price_resources, load_prices
+
+    resources = [r for t in built["templates"].values() for r in t["Resources"].values()]
+    _, zero, unpriced = _price_resources(resources, load_prices(REGION), owns_account=True)
+    assert unpriced == {}
+    assert zero["AWS::SageMaker::FeatureGroup"] == 1
+    keys = [
+        logical_id
+        for template in built["templates"].values()
+        for logical_id in resources_of_type(template, "AWS::KMS::Key")
+    ]
+    assert "DataLakeKey" in " ".join(keys) and not [k for k in keys if "FeatureStore" in k]
