@@ -18,6 +18,7 @@ httptools parser. ``serving/serve.py`` runs it (the image's ``serve`` entry poin
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -110,5 +111,13 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 
 def create_app() -> ContractApp:
-    """The app factory uvicorn calls in each worker: loads the model from ``SM_MODEL_DIR``."""
-    return ContractApp(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
+    """The app factory uvicorn calls in each worker: loads the model from ``SM_MODEL_DIR``.
+
+    Then everything allocated so far (the imported libraries, the model: ~10^5 objects) is
+    moved out of the garbage collector's generations (``gc.freeze``): a full collection scans
+    only what requests allocate instead of pausing a worker for milliseconds, the p99's scale.
+    """
+    app = ContractApp(os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR)
+    gc.collect()
+    gc.freeze()
+    return app

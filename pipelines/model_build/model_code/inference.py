@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from http import HTTPStatus
 from pathlib import Path
@@ -276,8 +277,9 @@ def predict(input_data: Instances | np.ndarray, model: model_format.LoadedModel)
     # construction runs an OpenMP region on every core; between sparse requests the pool's threads
     # spin and wake up again: ~3.5 ms of CPU per single-row request instead of ~0.2 ms here.
     # inplace_predict skips the DMatrix and honours the booster's nthread (set in model_fn).
+    # DensePredictor makes the C call inplace_predict makes, without ~0.12 ms of Python around it.
     transformed = model.transform.apply(matrix)
-    return np.asarray(model.booster.inplace_predict(transformed), dtype=np.float64).reshape(-1)
+    return dense_predictor(model.booster).predict(model.booster, transformed)
 
 
 def encode_response(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
@@ -293,6 +295,112 @@ def encode_response(prediction: np.ndarray, accept: str | None) -> tuple[str, st
     scores = np.asarray(prediction, dtype=np.float64).reshape(-1).tolist()
     predictions = [{"score": s, "label": 1 if s >= THRESHOLD else 0} for s in scores]
     return json.dumps({"predictions": predictions}), JSON_CONTENT_TYPE
+
+
+# ----------------------------------------------------------------------------------------------
+# The booster's prediction, through XGBoost's C API
+# ----------------------------------------------------------------------------------------------
+
+
+class DensePredictor:
+    """``booster.inplace_predict(matrix)`` for a float64 numpy matrix, as one C call.
+
+    For a numpy array, ``Booster.inplace_predict`` (XGBoost 1.7 and 3.x alike) ends in ONE call
+    of the documented C API function ``XGBoosterPredictFromDense(handle, <the array's
+    __array_interface__ as JSON>, <config JSON>, NULL, &shape, &dims, &result)`` with the config
+    ``{"type": 0, "training": false, "iteration_begin": 0, "iteration_end": 0, "missing": NaN,
+    "strict_shape": false, "cache_id": 0}`` (its defaults), then copies the float32 result.
+    Around that call it spends ~0.12 ms in Python (input-type dispatch, imports, a feature count
+    query, building ctypes array types for the output) per request of one row, twice the call
+    itself. This class makes exactly that call on the same booster handle, with the same
+    arguments, and copies the same float32 values: the scores are identical
+    (``tests/serving/test_inference.py`` compares them bit for bit with ``inplace_predict`` and
+    the DMatrix path, here and under the 1.7-1 image's xgboost 1.7.4). Anything unusual (the
+    library not found, a non-zero return) falls back to ``inplace_predict`` itself.
+    """
+
+    _CONFIG = json.dumps(
+        {
+            "type": 0,
+            "training": False,
+            "iteration_begin": 0,
+            "iteration_end": 0,
+            "missing": float("nan"),
+            "strict_shape": False,
+            "cache_id": 0,
+        }
+    ).encode()
+
+    def __init__(self, booster: Any) -> None:
+        import ctypes
+
+        self._ctypes = ctypes
+        self._call: Any = None
+        handle = getattr(booster, "handle", None)
+        if handle is None:
+            return
+        try:
+            from xgboost import libpath
+
+            library = ctypes.CDLL(libpath.find_lib_path()[0])
+            function = library.XGBoosterPredictFromDense
+        except (ImportError, OSError, IndexError, AttributeError):
+            return
+        function.restype = ctypes.c_int
+        function.argtypes = [
+            ctypes.c_void_p,  # BoosterHandle
+            ctypes.c_char_p,  # the array interface (JSON)
+            ctypes.c_char_p,  # the config (JSON)
+            ctypes.c_void_p,  # DMatrixHandle of a proxy (base margin): NULL
+            ctypes.POINTER(ctypes.POINTER(ctypes.c_uint64)),  # out_shape
+            ctypes.POINTER(ctypes.c_uint64),  # out_dim
+            ctypes.POINTER(ctypes.POINTER(ctypes.c_float)),  # out_result
+        ]
+        self._call = function
+        self._handle = handle
+
+    def predict(self, booster: Any, matrix: np.ndarray) -> np.ndarray:
+        """Scores of a 2-D float64 matrix by ``booster`` (the one this was built for), flat."""
+        if self._call is None:
+            return self._fallback(booster, matrix)
+        ctypes = self._ctypes
+        data = np.ascontiguousarray(matrix, dtype=np.float64)
+        interface = json.dumps(data.__array_interface__).encode()
+        shape = ctypes.POINTER(ctypes.c_uint64)()
+        dims = ctypes.c_uint64()
+        result = ctypes.POINTER(ctypes.c_float)()
+        status = self._call(
+            self._handle,
+            interface,
+            self._CONFIG,
+            None,
+            ctypes.byref(shape),
+            ctypes.byref(dims),
+            ctypes.byref(result),
+        )
+        if status != 0:
+            return self._fallback(booster, matrix)  # raises XGBoost's error, with its message
+        count = 1
+        for axis in range(dims.value):
+            count *= int(shape[axis])
+        # The result buffer belongs to the booster (per thread, until its next prediction): copied.
+        values = np.frombuffer(ctypes.string_at(result, 4 * count), dtype=np.float32)
+        return values.astype(np.float64)
+
+    @staticmethod
+    def _fallback(booster: Any, matrix: np.ndarray) -> np.ndarray:
+        return np.asarray(booster.inplace_predict(matrix), dtype=np.float64).reshape(-1)
+
+
+_PREDICTORS: weakref.WeakKeyDictionary[Any, DensePredictor] = weakref.WeakKeyDictionary()
+
+
+def dense_predictor(booster: Any) -> DensePredictor:
+    """The booster's DensePredictor, built on first use and dropped with the booster."""
+    predictor = _PREDICTORS.get(booster)
+    if predictor is None:
+        predictor = _PREDICTORS[booster] = DensePredictor(booster)
+    return predictor
 
 
 # ----------------------------------------------------------------------------------------------
