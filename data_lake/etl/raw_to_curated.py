@@ -109,7 +109,10 @@ def _write_feature_group(argv: list[str], curated: DataFrame) -> None:  # pragma
     schema = ingest.describe_schema(boto3.client("sagemaker", region_name=region), name)
     ingest.check_columns(schema, curated.columns)  # before any record is written
     event_time = ingest.event_time_now()
-    curated.foreachPartition(partial(ingest.ingest_spark_partition, name, event_time, region))
+    # Two passes over the cached frame: every row validated, then written (nothing is written
+    # when any row anywhere is malformed).
+    curated.foreachPartition(partial(ingest.validate_spark_partition, schema, event_time))
+    curated.foreachPartition(partial(ingest.ingest_spark_partition, schema, event_time, region))
 
 
 def main(argv: list[str]) -> None:  # pragma: no cover - runs inside AWS Glue

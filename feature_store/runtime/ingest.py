@@ -8,9 +8,10 @@ only, nothing of this repository.
   from the contract's feature list, is the one source; a curated frame whose columns are not
   exactly the group's features (besides the record identifier and event time) is refused before
   anything is written.
-* Every row of a batch is validated before the first ``PutRecord``: a malformed row (a
-  non-numeric or non-finite value in a Fractional feature, a non-whole number in an Integral one)
-  fails the batch with one line naming the row and the feature, and nothing of it is written.
+* Every row is validated before the first ``PutRecord``: a malformed row (a non-numeric or
+  non-finite value in a Fractional feature, a non-whole number in an Integral one) fails with
+  one line naming the row and the feature, and nothing is written (the Glue job validates every
+  partition in a first pass, :func:`validate_spark_partition`, then writes).
 * The record identifier is :func:`content_record_id` (SHA-256 of the row's canonical values):
   re-ingesting a row overwrites its record; the event time is the run's ISO-8601 UTC time.
 * ``PutRecord`` is retried on throttling and service faults with exponential backoff and full
@@ -235,15 +236,24 @@ def ingest_rows(
     return IngestionResult(records=len(records), attempts=attempts)
 
 
+def validate_spark_partition(schema: FeatureSchema, event_time: str, rows: Iterable[Any]) -> None:
+    """``DataFrame.foreachPartition`` target of the job's first pass: every row is checked
+    before any partition writes, so one malformed row anywhere fails the job with nothing
+    written."""
+    for index, row in enumerate(rows, start=1):
+        build_record(schema, row.asDict(), event_time, f"row {index} of a partition")
+
+
 def ingest_spark_partition(
-    feature_group_name: str, event_time: str, region: str, rows: Iterable[Any]
+    schema: FeatureSchema, event_time: str, region: str, rows: Iterable[Any]
 ) -> None:  # pragma: no cover - runs on a Glue executor (the functions it calls are tested)
-    """``DataFrame.foreachPartition`` target: the partition's rows (``pyspark.sql.Row``)."""
+    """``DataFrame.foreachPartition`` target of the second pass: the partition's rows
+    (``pyspark.sql.Row``), written with the schema the driver described."""
     import boto3
     from botocore.config import Config
 
     config = Config(retries={"mode": "standard", "max_attempts": 3})
-    session = boto3.session.Session(region_name=region)
-    schema = describe_schema(session.client("sagemaker", config=config), feature_group_name)
-    runtime = session.client("sagemaker-featurestore-runtime", config=config)
+    runtime = boto3.session.Session(region_name=region).client(
+        "sagemaker-featurestore-runtime", config=config
+    )
     ingest_rows(runtime, schema, (row.asDict() for row in rows), event_time)

@@ -200,3 +200,17 @@ def test_event_time_is_iso_8601_utc_seconds() -> None:
 
 def _no_sleep(_: float) -> None:
     pass
+
+
+def test_the_glue_jobs_first_pass_refuses_a_malformed_row(
+    feature_schema: ingest.FeatureSchema,
+) -> None:
+    class Row(dict[str, Any]):  # pyspark.sql.Row's asDict()
+        def asDict(self) -> dict[str, Any]:
+            return dict(self)
+
+    ingest.validate_spark_partition(feature_schema, EVENT_TIME, [Row(_row(1.0))])
+    with pytest.raises(ingest.IngestionError, match="row 2 of a partition, feature target"):
+        ingest.validate_spark_partition(
+            feature_schema, EVENT_TIME, [Row(_row(1.0)), Row(_row(2.0, target="x"))]
+        )
