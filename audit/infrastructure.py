@@ -90,7 +90,13 @@ class AuditTrail(Construct):
         state: StatePolicy,
         object_lock: bool,
         log_days: int,
+        key: kms.IKey | None = None,
+        management_events: bool = True,
     ) -> None:
+        """``key``: encrypt the trail's files with this key (the stage's data key, with
+        ``cost_controls.kms_keys: single``) instead of a key of the trail's own; its policy gets
+        the same CloudTrail statements. ``management_events``: False records the S3 data events
+        only (``cost_controls.trail_management_events``, README "Cost")."""
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
         self.trail_name = naming.resource("audit-trail", TRAIL_NAME_MAX)
@@ -99,7 +105,7 @@ class AuditTrail(Construct):
         )
         source_arn = {"aws:SourceArn": self.trail_arn}
 
-        self.key = kms.Key(
+        self.key: kms.IKey = key or kms.Key(
             self,
             "Key",
             description=f"{naming.prefix}: CloudTrail log and digest files of the audit trail",
@@ -187,7 +193,7 @@ class AuditTrail(Construct):
         )
 
         selectors = [
-            MANAGEMENT_SELECTOR,
+            *([MANAGEMENT_SELECTOR] if management_events else []),
             s3_data_selector([b.bucket_arn for b in data_buckets], reads=audit.read_data_events),
         ]
         self.log_group: logs.LogGroup | None = None
@@ -204,7 +210,8 @@ class AuditTrail(Construct):
             kms_key_id=self.key.key_arn,
             enable_log_file_validation=True,
             is_multi_region_trail=False,  # see the module docstring
-            include_global_service_events=True,
+            # Global service events (IAM, STS...) are management events.
+            include_global_service_events=management_events,
             advanced_event_selectors=[_selector_property(s) for s in selectors],
             cloud_watch_logs_log_group_arn=self.log_group.log_group_arn if self.log_group else None,
             cloud_watch_logs_role_arn=role.role_arn if role else None,

@@ -125,8 +125,17 @@ class ModelDeployment(Construct):
         image_repositories: Sequence[str] = ("sagemaker-xgboost",),
         serving_repository: str | None = None,
         powertools_layer_version: int = POWERTOOLS_LAYER_VERSION,
+        alarms: bool = True,
+        notifications_key: kms.IKey | None = None,
     ) -> None:
+        """``alarms``: False leaves the guardrail alarms out (serverless endpoints only: an
+        instance endpoint's blue/green update rolls back on them). ``notifications_key``: the
+        key of the topic and the dead-letter queue (default: a key of their own)."""
         super().__init__(scope, id_)
+        if not alarms and isinstance(endpoint_sizing, InstanceEndpoint):
+            raise ValueError(
+                "alarms=False needs a serverless endpoint (blue/green rolls back on them)"
+            )
         if len(smoke_test_row.split(",")) != feature_count:
             raise ValueError(
                 f"smoke_test_row has {len(smoke_test_row.split(','))} values, "
@@ -140,20 +149,28 @@ class ModelDeployment(Construct):
             naming=naming,
             removal_policy=removal_policy,
             event_rule_names=(rule_names.approval, rule_names.ended),
+            alarms=alarms,
+            key=notifications_key,
         )
         self.notifications_key = notifications.key
         self.topic = notifications.topic
         self.dead_letter_queue = notifications.dead_letter_queue
 
-        guardrails = GuardrailAlarms(
-            self,
-            naming=naming,
-            endpoint_name=endpoint_name,
-            thresholds=rollback_alarms or RollbackAlarms(),
-            dead_letter_queue=self.dead_letter_queue,
-            topic=self.topic,
+        guardrails = (
+            GuardrailAlarms(
+                self,
+                naming=naming,
+                endpoint_name=endpoint_name,
+                thresholds=rollback_alarms or RollbackAlarms(),
+                dead_letter_queue=self.dead_letter_queue,
+                topic=self.topic,
+            )
+            if alarms
+            else None
         )
-        self.alarms = guardrails.alarms
+        self.alarms = guardrails.alarms if guardrails else ()
+        rollback_alarm_names = guardrails.rollback_alarm_names if guardrails else []
+        rollback_alarm_arns = guardrails.rollback_alarm_arns if guardrails else []
 
         self.execution_role = ModelExecutionRole(
             self,
@@ -165,9 +182,7 @@ class ModelDeployment(Construct):
             image_repositories=image_repositories,
             serving_repository=serving_repository,
             rollback_alarm_arns=(
-                guardrails.rollback_alarm_arns
-                if isinstance(endpoint_sizing, InstanceEndpoint)
-                else []
+                rollback_alarm_arns if isinstance(endpoint_sizing, InstanceEndpoint) else []
             ),
         ).role
 
@@ -195,8 +210,8 @@ class ModelDeployment(Construct):
             artifacts_bucket=artifacts_bucket,
             topic=self.topic,
             execution_role=self.execution_role,
-            rollback_alarm_names=guardrails.rollback_alarm_names,
-            rollback_alarm_arns=guardrails.rollback_alarm_arns,
+            rollback_alarm_names=rollback_alarm_names,
+            rollback_alarm_arns=rollback_alarm_arns,
             traffic_shifting=traffic_shifting or TrafficShifting(),
             poll_interval=poll_interval,
             workflow_timeout=workflow_timeout,

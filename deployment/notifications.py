@@ -18,8 +18,10 @@ from infra.naming import SNS_MAX, SQS_MAX, Naming
 class DeploymentNotifications:
     """One job: the deployment's outbox. The topic (outcomes, alarms, abnormal ends) and the
     dead-letter queue (approval events and Lambda invocations that failed for good), encrypted
-    with their own key: EventBridge and CloudWatch alarms need key-policy access, which the
-    stage's data key does not give them.
+    with a key whose policy lets EventBridge (and, with alarms, CloudWatch) use it for this
+    stage's rules and alarms only: by default a key of their own, so the stage's data key names
+    no service principal; with ``key`` (``cost_controls.kms_keys: single``) that key, whose
+    policy gets the same statements.
 
     Built into ``scope`` (the ModelDeployment) so paths and logical ids stay those of the
     deployed stacks. Exposes ``key``, ``topic``, ``dead_letter_queue``, ``alarm_arns_pattern``.
@@ -32,9 +34,11 @@ class DeploymentNotifications:
         naming: Naming,
         removal_policy: cdk.RemovalPolicy,
         event_rule_names: Sequence[str],
+        alarms: bool = True,
+        key: kms.IKey | None = None,
     ) -> None:
         stack = cdk.Stack.of(scope)
-        self.key = kms.Key(
+        self.key: kms.IKey = key or kms.Key(
             scope,
             "NotificationsKey",
             description=f"{naming.prefix}: model deployment notifications and dead letters",
@@ -49,20 +53,21 @@ class DeploymentNotifications:
             resource_name=f"{naming.prefix}-*",
             arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
         )
-        # CloudWatch alarm actions publish to the SSE-KMS topic: AWS's documented key grant,
-        # limited to this stage's alarms in this account (confused-deputy conditions).
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchAlarmsToUseTheKey",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {"aws:SourceArn": self.alarm_arns_pattern},
-                },
+        if alarms:
+            # CloudWatch alarm actions publish to the SSE-KMS topic: AWS's documented key grant,
+            # limited to this stage's alarms in this account (confused-deputy conditions).
+            self._add_key_statement(
+                iam.PolicyStatement(
+                    sid="AllowCloudWatchAlarmsToUseTheKey",
+                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {"aws:SourceAccount": stack.account},
+                        "ArnLike": {"aws:SourceArn": self.alarm_arns_pattern},
+                    },
+                )
             )
-        )
         # EventBridge sends undeliverable approval events to the SSE-KMS dead-letter queue and
         # publishes timed-out/aborted executions to the SSE-KMS topic: documented grant, limited
         # to this stage's rules (names are fixed, so no reference cycle) in this account.
@@ -70,7 +75,7 @@ class DeploymentNotifications:
             stack.format_arn(service="events", resource="rule", resource_name=name)
             for name in event_rule_names
         ]
-        self.key.add_to_resource_policy(
+        self._add_key_statement(
             iam.PolicyStatement(
                 sid="AllowEventBridgeToUseTheKey",
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
@@ -90,19 +95,21 @@ class DeploymentNotifications:
             master_key=self.key,
             enforce_ssl=True,
         )
-        # A topic policy replaces SNS's default one: alarms of this stage must be let in again.
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowThisStageAlarmsToPublish",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={
-                    "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {"aws:SourceArn": self.alarm_arns_pattern},
-                },
+        if alarms:
+            # A topic policy replaces SNS's default one: alarms of this stage must be let in
+            # again.
+            self.topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="AllowThisStageAlarmsToPublish",
+                    principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                    actions=["sns:Publish"],
+                    resources=[self.topic.topic_arn],
+                    conditions={
+                        "StringEquals": {"aws:SourceAccount": stack.account},
+                        "ArnLike": {"aws:SourceArn": self.alarm_arns_pattern},
+                    },
+                )
             )
-        )
         self.dead_letter_queue = sqs.Queue(
             scope,
             "DeadLetterQueue",
@@ -119,3 +126,8 @@ class DeploymentNotifications:
             "This queue is the dead-letter queue; a redrive policy on it would need yet another "
             "queue. Its messages are kept 14 days and alarmed on.",
         )
+
+    def _add_key_statement(self, statement: iam.PolicyStatement) -> None:
+        """Into the key's policy (the stage's data key's when given: its stack's template)."""
+        if not self.key.add_to_resource_policy(statement).statement_added:
+            raise ValueError(f"{self.key.node.path}: an imported key's policy cannot be extended")

@@ -16,8 +16,9 @@
 
 The gate is a Lambda (``lambdas/retrain_gate``): the cool-down is timestamp arithmetic that
 JSONPath intrinsics cannot do, and the strings must be cut to SageMaker's patterns. Everything
-else is SDK integrations. Exposes ``alarms`` (drift, 5xx, latency), ``rule``, ``schedule`` (None
-without a configured schedule), ``state_machine``, ``gate_function``.
+else is SDK integrations. Exposes ``alarms`` (drift, 5xx, latency; none with ``alarms=False``),
+``rule`` (None without alarms), ``schedule`` (None without a configured schedule),
+``state_machine``, ``gate_function``.
 """
 
 from __future__ import annotations
@@ -85,102 +86,20 @@ class Retraining(Construct):
         topic: sns.ITopic | None = None,
         dead_letter_queue: sqs.IQueue | None = None,
         drift_namespace: str = DEFAULT_NAMESPACE,
+        alarms: bool = True,
     ) -> None:
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
         self._naming = naming
-        endpoint = naming.endpoint
         pipeline_arn = stack.format_arn(
             service="sagemaker", resource="pipeline", resource_name=pipeline_name
         )
 
-        # --- Alarms.
-        names = {
-            "drift": naming.resource("retrain-drift", 255),
-            "5xx": naming.resource("retrain-endpoint-5xx", 255),
-            "latency": naming.resource("retrain-endpoint-p99", 255),
-        }
-        endpoint_dimensions = {"EndpointName": endpoint, "VariantName": VARIANT_NAME}
-        drift = cloudwatch.Alarm(
-            self,
-            "DriftAlarm",
-            alarm_name=names["drift"],
-            alarm_description=(
-                f"{endpoint}: share of drifted features >= {settings.drift_share_threshold} "
-                "(drift job); starts retraining"
-            ),
-            metric=cloudwatch.Metric(
-                namespace=drift_namespace,
-                metric_name=SHARE_OF_DRIFTED_FEATURES,
-                dimensions_map={ENDPOINT_DIMENSION: endpoint},
-                statistic="Maximum",
-                period=DRIFT_PERIOD,
-            ),
-            threshold=settings.drift_share_threshold,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        errors = cloudwatch.Alarm(
-            self,
-            "Endpoint5xxAlarm",
-            alarm_name=names["5xx"],
-            alarm_description=(
-                f"{endpoint}: >= {settings.errors_5xx_threshold} model 5xx errors in 5 minutes; "
-                "starts retraining"
-            ),
-            metric=cloudwatch.Metric(
-                namespace=SAGEMAKER_NAMESPACE,
-                metric_name="Invocation5XXErrors",
-                dimensions_map=endpoint_dimensions,
-                statistic="Sum",
-                period=ENDPOINT_PERIOD,
-            ),
-            threshold=settings.errors_5xx_threshold,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        latency = cloudwatch.Alarm(
-            self,
-            "EndpointLatencyAlarm",
-            alarm_name=names["latency"],
-            alarm_description=(
-                f"{endpoint}: ModelLatency p99 above {settings.latency_p99_ms} ms for 15 "
-                "minutes; starts retraining"
-            ),
-            metric=cloudwatch.Metric(
-                namespace=SAGEMAKER_NAMESPACE,
-                metric_name="ModelLatency",  # microseconds
-                dimensions_map=endpoint_dimensions,
-                statistic="p99",
-                period=ENDPOINT_PERIOD,
-            ),
-            threshold=settings.latency_p99_ms * 1000,
-            evaluation_periods=LATENCY_EVALUATION_PERIODS,
-            datapoints_to_alarm=LATENCY_EVALUATION_PERIODS,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        self.alarms = (drift, errors, latency)
-        for alarm in self.alarms:
-            acknowledge(
-                alarm,
-                "NIST.800.53.R5-CloudWatchAlarmAction",
-                "No alarm action on purpose: EventBridge receives every state change of this "
-                "alarm by itself; the retraining rule routes ALARM to the workflow, which reports "
-                "each start or skip to the operations topic.",
-            )
-        # ARNs from the fixed names (what the alarm-state events carry in ``resources``).
-        alarm_arns = [
-            stack.format_arn(
-                service="cloudwatch",
-                resource="alarm",
-                resource_name=name,
-                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-            )
-            for name in names.values()
-        ]
+        # --- Alarms (none when ``alarms`` is off: cost_controls.alarms, README "Cost").
+        self.alarms: tuple[cloudwatch.Alarm, ...] = ()
+        alarm_arns: list[str] = []
+        if alarms:
+            self.alarms, alarm_arns = self._alarms(naming, settings, drift_namespace)
         # --- The gate Lambda (reads only).
         state_machine_name = naming.resource("retrain", STATE_MACHINE_MAX)
         state_machine_arn = stack.format_arn(
@@ -374,55 +293,9 @@ class Retraining(Construct):
         self._acknowledge_state_machine_role()
 
         # --- Alarm state changes -> the workflow.
-        rule_name = naming.resource("retrain-on-alarm", EVENT_RULE_MAX)
-        rule_arn = stack.format_arn(service="events", resource="rule", resource_name=rule_name)
-        self.rule = events.Rule(
-            self,
-            "AlarmRule",
-            rule_name=rule_name,
-            description=f"{naming.prefix}: a retraining alarm went to ALARM -> retrain",
-            event_pattern=events.EventPattern(
-                source=["aws.cloudwatch"],
-                detail_type=[ALARM_DETAIL_TYPE],
-                resources=alarm_arns,
-                detail={"state": {"value": ["ALARM"]}},
-            ),
-        )
-        rule_role = role_for_source(
-            self,
-            "AlarmRuleRole",
-            service="events.amazonaws.com",
-            source_arn=rule_arn,
-            description=f"{naming.prefix}: EventBridge starts the retraining workflow on alarms",
-        )
-        self.rule.add_target(
-            targets.SfnStateMachine(
-                self.state_machine,
-                role=rule_role,
-                retry_attempts=8,
-                max_event_age=cdk.Duration.hours(2),
-                dead_letter_queue=dead_letter_queue,
-                input=events.RuleTargetInput.from_object(
-                    {
-                        "reason": "alarm",
-                        "alarm": {
-                            "name": events.EventField.from_path("$.detail.alarmName"),
-                            "reason": events.EventField.from_path("$.detail.state.reason"),
-                            "time": events.EventField.from_path("$.time"),
-                        },
-                    }
-                ),
-            )
-        )
-        self._acknowledge_inline(rule_role, "states:StartExecution on the retraining workflow")
-        if dead_letter_queue is None:
-            acknowledge(
-                self.rule,
-                "Serverless-EventBusDLQ",
-                "EventBridge retries the start 8 times over 2 hours; a trigger still lost leaves "
-                "the alarm in ALARM with its history, and the scheduled retraining and the next "
-                "drift run are the backstop (the operations stack passes its dead-letter queue).",
-            )
+        self.rule: events.Rule | None = None
+        if alarms:
+            self.rule = self._alarm_rule(naming, alarm_arns, dead_letter_queue)
 
         # --- Scheduled retraining.
         self.schedule: scheduler.CfnSchedule | None = None
@@ -462,6 +335,156 @@ class Retraining(Construct):
             )
 
     # ----------------------------------------------------------------------------------------
+
+    def _alarms(
+        self, naming: Naming, settings: RetrainingConfig, drift_namespace: str
+    ) -> tuple[tuple[cloudwatch.Alarm, ...], list[str]]:
+        """The three alarms (drift, 5xx, p99 latency) and their ARNs."""
+        stack = cdk.Stack.of(self)
+        endpoint = naming.endpoint
+        names = {
+            "drift": naming.resource("retrain-drift", 255),
+            "5xx": naming.resource("retrain-endpoint-5xx", 255),
+            "latency": naming.resource("retrain-endpoint-p99", 255),
+        }
+        endpoint_dimensions = {"EndpointName": endpoint, "VariantName": VARIANT_NAME}
+        drift = cloudwatch.Alarm(
+            self,
+            "DriftAlarm",
+            alarm_name=names["drift"],
+            alarm_description=(
+                f"{endpoint}: share of drifted features >= {settings.drift_share_threshold} "
+                "(drift job); starts retraining"
+            ),
+            metric=cloudwatch.Metric(
+                namespace=drift_namespace,
+                metric_name=SHARE_OF_DRIFTED_FEATURES,
+                dimensions_map={ENDPOINT_DIMENSION: endpoint},
+                statistic="Maximum",
+                period=DRIFT_PERIOD,
+            ),
+            threshold=settings.drift_share_threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        errors = cloudwatch.Alarm(
+            self,
+            "Endpoint5xxAlarm",
+            alarm_name=names["5xx"],
+            alarm_description=(
+                f"{endpoint}: >= {settings.errors_5xx_threshold} model 5xx errors in 5 minutes; "
+                "starts retraining"
+            ),
+            metric=cloudwatch.Metric(
+                namespace=SAGEMAKER_NAMESPACE,
+                metric_name="Invocation5XXErrors",
+                dimensions_map=endpoint_dimensions,
+                statistic="Sum",
+                period=ENDPOINT_PERIOD,
+            ),
+            threshold=settings.errors_5xx_threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        latency = cloudwatch.Alarm(
+            self,
+            "EndpointLatencyAlarm",
+            alarm_name=names["latency"],
+            alarm_description=(
+                f"{endpoint}: ModelLatency p99 above {settings.latency_p99_ms} ms for 15 "
+                "minutes; starts retraining"
+            ),
+            metric=cloudwatch.Metric(
+                namespace=SAGEMAKER_NAMESPACE,
+                metric_name="ModelLatency",  # microseconds
+                dimensions_map=endpoint_dimensions,
+                statistic="p99",
+                period=ENDPOINT_PERIOD,
+            ),
+            threshold=settings.latency_p99_ms * 1000,
+            evaluation_periods=LATENCY_EVALUATION_PERIODS,
+            datapoints_to_alarm=LATENCY_EVALUATION_PERIODS,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarms = (drift, errors, latency)
+        for alarm in alarms:
+            acknowledge(
+                alarm,
+                "NIST.800.53.R5-CloudWatchAlarmAction",
+                "No alarm action on purpose: EventBridge receives every state change of this "
+                "alarm by itself; the retraining rule routes ALARM to the workflow, which reports "
+                "each start or skip to the operations topic.",
+            )
+        # ARNs from the fixed names (what the alarm-state events carry in ``resources``).
+        alarm_arns = [
+            stack.format_arn(
+                service="cloudwatch",
+                resource="alarm",
+                resource_name=name,
+                arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+            )
+            for name in names.values()
+        ]
+        return alarms, alarm_arns
+
+    def _alarm_rule(
+        self, naming: Naming, alarm_arns: list[str], dead_letter_queue: sqs.IQueue | None
+    ) -> events.Rule:
+        """Alarm state changes (ALARM) of ``alarm_arns`` -> the workflow."""
+        stack = cdk.Stack.of(self)
+        rule_name = naming.resource("retrain-on-alarm", EVENT_RULE_MAX)
+        rule_arn = stack.format_arn(service="events", resource="rule", resource_name=rule_name)
+        rule = events.Rule(
+            self,
+            "AlarmRule",
+            rule_name=rule_name,
+            description=f"{naming.prefix}: a retraining alarm went to ALARM -> retrain",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudwatch"],
+                detail_type=[ALARM_DETAIL_TYPE],
+                resources=alarm_arns,
+                detail={"state": {"value": ["ALARM"]}},
+            ),
+        )
+        rule_role = role_for_source(
+            self,
+            "AlarmRuleRole",
+            service="events.amazonaws.com",
+            source_arn=rule_arn,
+            description=f"{naming.prefix}: EventBridge starts the retraining workflow on alarms",
+        )
+        rule.add_target(
+            targets.SfnStateMachine(
+                self.state_machine,
+                role=rule_role,
+                retry_attempts=8,
+                max_event_age=cdk.Duration.hours(2),
+                dead_letter_queue=dead_letter_queue,
+                input=events.RuleTargetInput.from_object(
+                    {
+                        "reason": "alarm",
+                        "alarm": {
+                            "name": events.EventField.from_path("$.detail.alarmName"),
+                            "reason": events.EventField.from_path("$.detail.state.reason"),
+                            "time": events.EventField.from_path("$.time"),
+                        },
+                    }
+                ),
+            )
+        )
+        self._acknowledge_inline(rule_role, "states:StartExecution on the retraining workflow")
+        if dead_letter_queue is None:
+            acknowledge(
+                rule,
+                "Serverless-EventBusDLQ",
+                "EventBridge retries the start 8 times over 2 hours; a trigger still lost leaves "
+                "the alarm in ALARM with its history, and the scheduled retraining and the next "
+                "drift run are the backstop (the operations stack passes its dead-letter queue).",
+            )
+        return rule
 
     def _log_group(
         self,

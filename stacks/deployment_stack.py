@@ -75,6 +75,7 @@ class DeploymentStack(cdk.Stack):
             removal_policy = (
                 cdk.RemovalPolicy.DESTROY if config.is_ephemeral else cdk.RemovalPolicy.RETAIN
             )
+        controls = config.environment.cost_controls
         self.deployment = ModelDeployment(
             self,
             "ModelDeployment",
@@ -88,6 +89,9 @@ class DeploymentStack(cdk.Stack):
             removal_policy=removal_policy,
             smoke_test_row=smoke_test_row(),
             model_artifact_keys=model_artifact_keys(config),
+            # cost_controls (README "Cost"): branch stages have no alarms and one key.
+            alarms=controls.alarms,
+            notifications_key=key if controls.kms_keys == "single" else None,
             serving_repository=(
                 repository_name(naming) if config.environment.serving_image == "custom" else None
             ),

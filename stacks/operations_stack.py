@@ -274,6 +274,7 @@ class OperationsStack(cdk.Stack):
                 ),
                 topic=self.topic,
                 dead_letter_queue=self.dead_letter_queue,
+                alarms=config.environment.cost_controls.alarms,
             )
             cdk.CfnOutput(
                 self,
@@ -281,7 +282,17 @@ class OperationsStack(cdk.Stack):
                 value=self.retraining.state_machine.state_machine_arn,
             )
         self._add_monitoring(config, key, artifacts_bucket, pipeline_name)
-        # One dashboard: endpoint, drift, pipeline, workflows (README "Dashboard").
+        # One dashboard: endpoint, drift, pipeline, workflows (README "Dashboard"), unless
+        # cost_controls.dashboard is off (branch stages by default, README "Cost").
+        self.dashboard: StageDashboard | None = None
+        if config.environment.cost_controls.dashboard:
+            self.dashboard = self._dashboard(config, pipeline_name)
+        cdk.CfnOutput(self, "OperationsTopicArn", value=self.topic.topic_arn)
+        cdk.CfnOutput(self, "OperationsDeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
+
+    def _dashboard(self, config: StageConfig, pipeline_name: str) -> StageDashboard:
+        naming = config.naming
+        retraining = config.environment.retraining
         workflows = [
             (title, machine.state_machine.state_machine_arn)
             for title, machine in (
@@ -291,7 +302,7 @@ class OperationsStack(cdk.Stack):
             )
             if machine is not None
         ]
-        self.dashboard = StageDashboard(
+        return StageDashboard(
             self,
             "Dashboard",
             dashboard_name=naming.resource("operations", DASHBOARD_NAME_MAX),
@@ -302,8 +313,6 @@ class OperationsStack(cdk.Stack):
             drift_backend=config.environment.monitoring.backend,
             drift_share_threshold=retraining.drift_share_threshold if retraining.enabled else None,
         )
-        cdk.CfnOutput(self, "OperationsTopicArn", value=self.topic.topic_arn)
-        cdk.CfnOutput(self, "OperationsDeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
 
     def _add_monitoring(
         self, config: StageConfig, key: kms.IKey, artifacts_bucket: s3.IBucket, pipeline_name: str

@@ -64,6 +64,10 @@ class StatefulStack(cdk.Stack):
             state=state,
             object_lock=object_lock_for(config),
             log_days=config.environment.retention.log_days,
+            # cost_controls (README "Cost"): branch stages encrypt with the data key and leave
+            # the account's management events to the dev stage's trail.
+            key=lake.key if config.environment.cost_controls.kms_keys == "single" else None,
+            management_events=config.environment.cost_controls.trail_management_events,
         )
         # The stage's feature group (feature_store/), when the config enables it.
         self.feature_store: FeatureStore | None = None

@@ -82,7 +82,8 @@ def test_trail_settings(trail: Trail) -> None:
     assert trail.props["EnableLogFileValidation"] is True
     # One region per stage (audit/infrastructure.py says why); global events of that region.
     assert trail.props["IsMultiRegionTrail"] is False
-    assert trail.props["IncludeGlobalServiceEvents"] is True
+    # Global service events are management events: none in a branch stage's data-event trail.
+    assert trail.props["IncludeGlobalServiceEvents"] is (trail.stage != EPHEMERAL_STAGE)
     assert "EventSelectors" not in trail.props  # advanced selectors only (the two conflict)
     assert "CloudWatchLogsLogGroupArn" not in trail.props  # shipped config: S3 only
     # CloudTrail checks the bucket policy when the trail is created.
@@ -92,9 +93,16 @@ def test_trail_settings(trail: Trail) -> None:
 def test_selectors_record_management_events_and_the_three_buckets_object_events(
     trail: Trail,
 ) -> None:
-    management, data = trail.props["AdvancedEventSelectors"]
-    # No readOnly field: read and write management events.
-    assert management["FieldSelectors"] == [{"Field": "eventCategory", "Equals": ["Management"]}]
+    *management, data = trail.props["AdvancedEventSelectors"]
+    if trail.stage == EPHEMERAL_STAGE:
+        # cost_controls.trail_management_events false: the dev stage's trail (same account and
+        # region) records the management events; a second copy would be billed (README "Cost").
+        assert management == []
+    else:
+        # No readOnly field: read and write management events.
+        assert [m["FieldSelectors"] for m in management] == [
+            [{"Field": "eventCategory", "Equals": ["Management"]}]
+        ]
     buckets = [trail.output_ref(f"{zone}BucketName") for zone in ("Raw", "Curated", "Artifacts")]
     assert all(trail.resources[b]["Type"] == "AWS::S3::Bucket" for b in buckets)
     fields = {f["Field"]: f for f in data["FieldSelectors"]}
@@ -158,6 +166,10 @@ def test_key_policy_lets_only_this_trail_encrypt(trail: Trail) -> None:
         "StringEquals": {"aws:SourceArn": trail.arn}
     }
     assert all(s["Effect"] == "Allow" and s["Resource"] == "*" for s in statements)
+    if trail.stage == EPHEMERAL_STAGE:
+        # cost_controls.kms_keys single: the stage's data key, with the same two statements.
+        assert trail.key_id.startswith("DataLakeKey")
+        return
     # Its own key, not the stage's data key (which every role of the stage may use).
     assert trail.key_id.startswith("AuditKey")
     assert not any("DataLake" in str(s) for s in props["KeyPolicy"]["Statement"])
