@@ -110,7 +110,7 @@ class ServingRepository(Construct):
             ],
             removal_policy=removal_policy,
             # CloudFormation's EmptyOnDelete: a branch stage's repository goes with its images.
-            empty_on_delete=destroy,
+            empty_on_delete=destroy or None,
         )
 
 
@@ -208,9 +208,13 @@ class ServingImage(Construct):
 
     def grant_pull(self, grantee: iam.IGrantable) -> None:
         """Pull access to the stage's serving repository, that repository only (SageMaker checks
-        a model package's image when it registers it)."""
-        repository = ecr.Repository.from_repository_arn(self, "Target", self._target_arn)
-        repository.grant_pull(grantee)
+        a model package's image when it registers it). ``ecr:GetAuthorizationToken`` is the
+        grantee's own business (the pipeline role has it for its job images)."""
+        iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["ecr:BatchCheckLayerAvailability", *PULL_ACTIONS],
+            resource_arns=[self._target_arn],
+        )
 
     def _acknowledge(self) -> None:
         role = self.function.role

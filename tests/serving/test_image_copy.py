@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -331,7 +332,7 @@ def test_handler_answers_cloudformation_and_ignores_what_is_not_its_event(
         sent.append(request)
         return Answer()
 
-    monkeypatch.setattr(image_copy.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     image_copy.handler({"RequestType": "Delete"}, None)  # no ResponseURL: logged only
     assert sent == []
     url = "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/x?sig=1"
