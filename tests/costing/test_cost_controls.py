@@ -146,3 +146,53 @@ def test_branch_stage_has_no_alarm_no_dashboard_and_a_data_event_trail(
     ]
     assert categories == [["Data"]]
     assert props["IsLogging"] is True
+
+
+# --- The constructs refuse what the config refuses (for callers that bypass the config).
+
+
+def test_constructs_refuse_no_alarms_with_instances_and_an_imported_notifications_key() -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_s3 as s3
+
+    from deployment.infrastructure import ModelDeployment
+    from deployment.notifications import DeploymentNotifications
+    from infra.config import InstanceEndpoint
+    from infra.naming import Naming
+
+    stack = cdk.Stack(
+        cdk.App(), "S", env=cdk.Environment(account="111111111111", region="us-east-1")
+    )
+    naming = Naming("mlops", "br-x")
+    imported = kms.Key.from_key_arn(
+        stack,
+        "Imported",
+        "arn:aws:kms:us-east-1:111111111111:key/00000000-0000-0000-0000-000000000000",
+    )
+    with pytest.raises(ValueError, match="alarms=False needs a serverless endpoint"):
+        ModelDeployment(
+            stack,
+            "D",
+            naming=naming,
+            endpoint_sizing=InstanceEndpoint("ml.m5.large", 1, 2, 100),
+            key=imported,
+            artifacts_bucket=s3.Bucket.from_bucket_name(stack, "B", "bucket"),
+            model_package_group_name="group",
+            require_promotion=False,
+            log_retention_days=7,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            model_artifact_keys=["m/model.tar.gz"],
+            alarms=False,
+        )
+    # A key whose policy this app does not own cannot take EventBridge's statement: the queue
+    # would refuse EventBridge's dead letters at run time, so synth refuses it now.
+    with pytest.raises(ValueError, match="an imported key's policy cannot be extended"):
+        DeploymentNotifications(
+            stack,
+            naming=naming,
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            event_rule_names=["r"],
+            alarms=False,
+            key=imported,
+        )
