@@ -289,12 +289,14 @@ def teardown(
     profile: ProfileOption = None,
     region: RegionOption = None,
 ) -> None:
-    """Delete a branch stage's endpoint, endpoint configs, models and model versions (make
-    destroy runs it before cdk destroy; shared stages are refused, exit 2)."""
+    """Delete a branch stage's Model Monitor schedules and job definitions, endpoint, endpoint
+    configs, models and model versions (make destroy runs it before cdk destroy; shared stages
+    are refused, exit 2)."""
     from cli.aws import check_account, client, session
     from cli.stages import load_app_config, select_stage
     from cli.teardown import confirm_prompt, shared_stage_refusal
     from infra.config import StageKind
+    from sweeper.teardown import TeardownError
     from sweeper.teardown import teardown as delete_branch_resources
 
     stage = select_stage(load_app_config(), env.value, branch, follow_git=True)
@@ -305,7 +307,10 @@ def teardown(
         raise typer.Exit(EXIT_FAILURE)
     sess = session(profile, region or stage.environment.region)
     check_account(sess, stage)
-    count = delete_branch_resources(client(sess, "sagemaker"), stage)
+    try:
+        count = delete_branch_resources(client(sess, "sagemaker"), stage)
+    except TeardownError as error:
+        raise CliError(f"teardown incomplete: {error}") from error
     print(f"teardown: {count} resource(s) deleted from {stage.stage_id}")
 
 

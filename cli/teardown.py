@@ -1,5 +1,6 @@
-"""``mlops teardown``: remove what a branch stage created at run time (endpoint, endpoint
-configs, models, model versions) before ``cdk destroy`` removes its stacks (``make destroy``).
+"""``mlops teardown``: remove what a branch stage created at run time (Model Monitor schedules
+and job definitions, endpoint, endpoint configs, models, model versions) before ``cdk destroy``
+removes its stacks (``make destroy``).
 
 Only branch stages: on the default branch (or ``--branch`` naming it) the command refuses in one
 line, exit 2, naming the shared stage ``cdk destroy`` would otherwise have removed; no AWS client
@@ -22,4 +23,7 @@ def shared_stage_refusal(stage: StageConfig) -> str:
 
 
 def confirm_prompt(stage: StageConfig) -> str:
-    return f"Delete endpoint, models and model versions of {stage.stage_id}? [y/N] "
+    return (
+        f"Delete monitoring schedules, endpoint, models and model versions of "
+        f"{stage.stage_id}? [y/N] "
+    )

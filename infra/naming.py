@@ -77,6 +77,13 @@ class Naming:
         return self.resource("endpoint")
 
     @property
+    def model_monitor_prefix(self) -> str:
+        """Names of what the model_monitor backend's Lambda creates at run time (job
+        definitions ``<this>-dq-v<n>-<hash>``, schedules ``<this>-data-quality``), which
+        teardown deletes by that name."""
+        return self.resource("mm", 40)
+
+    @property
     def sagemaker_project_tag(self) -> str:
         """Value of the ``sagemaker:project-name`` tag that groups resources in Studio."""
         return self.prefix

@@ -139,7 +139,7 @@ class ModelMonitorBackend(Construct):
         if not 1 <= window_hours <= 24:
             raise ValueError(f"window_hours {window_hours}: Model Monitor analyses 1-24 hours")
         self.image_uri = analyzer_image_uri(stack.region)
-        prefix = naming.resource("mm", 40)  # job definitions: <prefix>-dq-v<n>-<hash8> <= 63
+        prefix = naming.model_monitor_prefix  # job definitions: <prefix>-dq-v<n>-<hash8> <= 63
 
         def arn(resource: str, name: str) -> str:
             return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)

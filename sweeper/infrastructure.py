@@ -7,7 +7,8 @@ dev account is where every branch stage lives).
       --> Lambda lambdas/sweeper (async; failed invocations to the operations dead-letter queue)
             ListStacks/DescribeStacks <project>-br-*  -> stages whose stacks all carry the
             ephemeral-ttl-days and deployed-by-branch tags and were not updated for the TTL
-            -> sweeper.teardown (endpoint, endpoint configs, models, model versions)
+            -> sweeper.teardown (Model Monitor schedules and job definitions, endpoint,
+               endpoint configs, models, model versions)
             -> DeleteStack in dependency order (only stacks named <project>-br-* AND carrying
                both tags: the IAM policy's resource and aws:ResourceTag conditions say so too)
             -> report to the operations topic (and the log)
@@ -61,7 +62,14 @@ ASSET_FILES = {
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 #: A pass waits for stack deletions: the Lambda maximum; what is left, the next run continues.
 TIMEOUT = cdk.Duration.minutes(15)
-SAGEMAKER_KINDS = ("endpoint", "endpoint-config", "model")
+SAGEMAKER_KINDS = (
+    "endpoint",
+    "endpoint-config",
+    "model",
+    "monitoring-schedule",
+    "data-quality-job-definition",
+    "model-quality-job-definition",
+)
 
 
 def asset_directory(root: Path | None = None) -> Path:
@@ -170,6 +178,9 @@ class BranchSweeper(Construct):
                     "sagemaker:ListEndpointConfigs",
                     "sagemaker:ListModels",
                     "sagemaker:ListModelPackages",
+                    "sagemaker:ListMonitoringSchedules",
+                    "sagemaker:ListDataQualityJobDefinitions",
+                    "sagemaker:ListModelQualityJobDefinitions",
                 ],
                 resources=["*"],
             ),
@@ -179,6 +190,9 @@ class BranchSweeper(Construct):
                     "sagemaker:DeleteEndpointConfig",
                     "sagemaker:DeleteModel",
                     "sagemaker:DeleteModelPackage",
+                    "sagemaker:DeleteMonitoringSchedule",
+                    "sagemaker:DeleteDataQualityJobDefinition",
+                    "sagemaker:DeleteModelQualityJobDefinition",
                 ],
                 resources=[*(sagemaker_arn(kind) for kind in SAGEMAKER_KINDS), packages],
             ),

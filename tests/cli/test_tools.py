@@ -13,7 +13,9 @@ import boto3
 import pytest
 from typer.testing import Result
 
+from infra.naming import Naming
 from tests.cli.conftest import as_json, one_error_line
+from tests.sweeper.monitoring_fake import MonitoringSchedules
 
 REGION = "us-east-1"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
@@ -52,9 +54,16 @@ def test_stage_name_of_a_bad_branch_is_a_config_error(mlops: Callable[..., Resul
 
 
 def test_teardown_deletes_the_branch_stage_resources(
-    moto_aws: None, mlops: Callable[..., Result]
+    moto_aws: None, mlops: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sm = boto3.client("sagemaker", region_name=REGION)
+    # The CLI's session, with the monitoring schedules moto lacks (monitoring_fake.py).
+    cli_session = boto3.Session(region_name=REGION)
+    schedules = MonitoringSchedules(cli_session.events, REGION)
+    monkeypatch.setattr("cli.aws.session", lambda *_, **__: cli_session)
+    for qualifier in ("br-feat-drift", "dev"):
+        prefix = Naming("mlops", qualifier).model_monitor_prefix
+        schedules.add(f"{prefix}-data-quality", f"mlops-{qualifier}-endpoint", f"{prefix}-dq-v1-a")
     for name in ("mlops-br-feat-drift-model-1", "mlops-dev-model-1"):
         sm.create_model(
             ModelName=name,
@@ -70,9 +79,24 @@ def test_teardown_deletes_the_branch_stage_resources(
     result = mlops("teardown", "--branch", "feat/drift", "--yes")
     assert result.exit_code == 0, result.stderr
     assert (
-        result.stdout.splitlines()[-1] == "teardown: 1 resource(s) deleted from mlops-br-feat-drift"
+        result.stdout.splitlines()[-1] == "teardown: 2 resource(s) deleted from mlops-br-feat-drift"
     )
     assert [m["ModelName"] for m in sm.list_models()["Models"]] == ["mlops-dev-model-1"]
+    assert list(schedules.schedules) == ["mlops-dev-mm-data-quality"]
+
+
+def test_an_incomplete_teardown_is_one_line_exit_1(
+    mlops: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweeper import teardown
+
+    def blocked(*_: Any) -> int:
+        raise teardown.TeardownError("monitoring schedule(s) x still being deleted: rerun")
+
+    monkeypatch.setattr(teardown, "teardown", blocked)
+    monkeypatch.setattr("cli.aws.check_account", lambda *_: None)
+    line = one_error_line(mlops("teardown", "--branch", "feat/drift", "--yes"), 1)
+    assert line == "mlops: teardown incomplete: monitoring schedule(s) x still being deleted: rerun"
 
 
 def _assembly(root: Path, gate: int = 3) -> Path:

@@ -1,4 +1,5 @@
-"""Branch teardown removes run-time resources of that branch's stage only (moto, no AWS)."""
+"""Branch teardown removes run-time resources of that branch's stage only (moto, no AWS; the
+monitoring schedules moto lacks in-process: tests/sweeper/monitoring_fake.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from moto import mock_aws
 
 from infra.config import load_config
 from sweeper.teardown import teardown
+from tests.sweeper.monitoring_fake import MonitoringSchedules
 
 
 @pytest.fixture
@@ -29,6 +31,7 @@ def _model(client: Any, name: str) -> None:
 @mock_aws
 def test_teardown_deletes_only_the_branch_stage_resources(stages: dict[str, Any]) -> None:
     client = boto3.client("sagemaker", region_name="us-east-1")
+    MonitoringSchedules(client.meta.events)
     branch = stages["mlops-br-feat-drift"]
     for name in ("mlops-br-feat-drift-model-1", "mlops-dev-model-1"):
         _model(client, name)
@@ -72,6 +75,7 @@ def test_teardown_deletes_only_the_branch_stage_resources(stages: dict[str, Any]
 @mock_aws
 def test_teardown_refuses_shared_stages(stages: dict[str, Any]) -> None:
     client = boto3.client("sagemaker", region_name="us-east-1")
+    MonitoringSchedules(client.meta.events)
     _model(client, "mlops-dev-model-1")
     with pytest.raises(ValueError, match="shared stage"):
         teardown(client, stages["mlops-dev"])

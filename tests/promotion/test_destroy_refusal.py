@@ -59,7 +59,10 @@ def test_branch_stage_still_goes_through_teardown(
     monkeypatch.setattr("builtins.input", lambda prompt="": prompts.append(prompt) or "n")
     result = CliRunner().invoke(app, ["teardown", "--branch", "feat/drift", "--env", "prod"])
     assert result.exit_code == 1
-    assert prompts == ["Delete endpoint, models and model versions of mlops-br-feat-drift? [y/N] "]
+    assert prompts == [
+        "Delete monitoring schedules, endpoint, models and model versions of "
+        "mlops-br-feat-drift? [y/N] "
+    ]
     assert result.stdout == "teardown: nothing deleted\n"
 
 

@@ -19,6 +19,7 @@ from infra.naming import Naming
 from lambdas.sweeper import handler as sweeper
 from sweeper.teardown import teardown_branch_resources
 from tests.conftest import MOTO_REGION
+from tests.sweeper.monitoring_fake import MonitoringSchedules
 
 PROJECT = "mlops"
 TEMPLATE = json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}})
@@ -53,6 +54,8 @@ def live(cfn: Any) -> set[str]:
 
 @pytest.fixture
 def clients(moto_aws: None) -> Iterator[dict[str, Any]]:
+    # Monitoring schedules (moto has none) for the clients made here and by the handler.
+    schedules = MonitoringSchedules(boto3._get_default_session().events, MOTO_REGION)
     cfn = boto3.client("cloudformation", region_name=MOTO_REGION)
     deleted: list[str] = []
 
@@ -66,7 +69,9 @@ def clients(moto_aws: None) -> Iterator[dict[str, Any]]:
         "sns": boto3.client("sns", region_name=MOTO_REGION),
         "sqs": boto3.client("sqs", region_name=MOTO_REGION),
         "deleted": deleted,
+        "schedules": schedules,
     }
+    schedules.detach()
 
 
 @pytest.fixture
@@ -103,6 +108,12 @@ def landscape(clients: dict[str, Any]) -> dict[str, list[str]]:
             ExecutionRoleArn="arn:aws:iam::123456789012:role/x",
             PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:1"},
         )
+    # and the model_monitor backend's schedules (monitor_sync's names) of both
+    for qualifier in ("br-feat-old", "dev"):
+        prefix = Naming(PROJECT, qualifier).model_monitor_prefix
+        clients["schedules"].add(
+            f"{prefix}-data-quality", f"mlops-{qualifier}-endpoint", f"{prefix}-dq-v1-0123abcd"
+        )
     return stages
 
 
@@ -137,7 +148,8 @@ def test_removes_the_expired_branch_stage_in_dependency_order_and_nothing_else(
     # the same teardown as make destroy: the branch's model went, the shared one stayed
     models = {m["ModelName"] for m in clients["sagemaker"].list_models()["Models"]}
     assert models == {"mlops-dev-model-1"}
-    assert report.run_time_resources_deleted == 1
+    assert set(clients["schedules"].schedules) == {"mlops-dev-mm-data-quality"}
+    assert report.run_time_resources_deleted == 2
 
 
 def test_nothing_expires_before_the_ttl(

@@ -79,6 +79,19 @@ def test_delete_stack_only_on_branch_stacks_carrying_both_tags(operations: dict[
     for action in ("DeleteEndpoint", "DeleteEndpointConfig", "DeleteModel", "DeleteModelPackage"):
         resources = actions[f"sagemaker:{action}"]["Resource"]
         assert all(":mlops-br-" in r or "/mlops-br-" in r for r in resources), resources
+    # what sweeper.teardown deletes of the model_monitor backend: branch names only
+    delete = actions["sagemaker:DeleteMonitoringSchedule"]
+    for action in ("DeleteDataQualityJobDefinition", "DeleteModelQualityJobDefinition"):
+        assert actions[f"sagemaker:{action}"] is delete
+    prefix = "arn:aws:sagemaker:us-east-1:111111111111"
+    for kind in (
+        "monitoring-schedule",
+        "data-quality-job-definition",
+        "model-quality-job-definition",
+    ):
+        assert f"{prefix}:{kind}/mlops-br-*" in delete["Resource"]
+    for listing in ("ListMonitoringSchedules", "ListDataQualityJobDefinitions"):
+        assert actions[f"sagemaker:{listing}"]["Resource"] == "*"  # no resource-level support
     assert "sns:Publish" in actions
 
 
