@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,8 @@ from serving import container_env
 from serving.container_server import ContainerServer
 from serving.processes import alive, children, group_members, wait_until
 from serving.server import BackgroundServer
+
+MODEL_CODE = Path(inference.__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +195,35 @@ def test_the_local_server_answers_exactly_as_the_image(image, model_dir, rows):
     with BackgroundServer(model_dir, port=0) as local:
         for body, headers in requests:
             assert post(local, body, headers) == post(image, body, headers), (body, headers)
+
+
+DENSE_PREDICTOR_CHECK = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import inference
+model = inference.model_fn(sys.argv[2])
+raw = np.asarray(json.loads(sys.argv[3]), dtype=np.float64)
+transformed = model.transform.apply(raw)
+predictor = inference.dense_predictor(model.booster)
+assert predictor._call is not None, "the fallback, not the C call"
+one_by_one = np.concatenate([predictor.predict(model.booster, transformed[i:i + 1])
+                             for i in range(len(raw))])
+batch = predictor.predict(model.booster, transformed)
+inplace = np.asarray(model.booster.inplace_predict(transformed), dtype=np.float64)
+print(json.dumps([bool(np.array_equal(one_by_one, inplace)), bool(np.array_equal(batch, inplace)),
+                  bool(np.array_equal(batch, model.predict(raw)))]))
+"""
+
+
+def test_dense_predictor_is_exact_under_the_images_xgboost(model_dir, rows):
+    """DensePredictor under Python 3.8 + xgboost 1.7.4: the C call gives inplace_predict's and
+    the DMatrix path's scores exactly (the image loads the same handler)."""
+    python = container_env.ensure_venv()
+    result = subprocess.run(
+        [str(python), "-c", DENSE_PREDICTOR_CHECK, str(MODEL_CODE), str(model_dir),
+         json.dumps(rows)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [True, True, True]

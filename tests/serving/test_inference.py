@@ -132,6 +132,58 @@ def test_predict_takes_a_plain_array(model, rows):
     assert scores.tolist() == pytest.approx(expected_scores(model, rows[:2]))
 
 
+# The C call of inplace_predict, made directly: identical scores, bit for bit
+
+
+def all_rows() -> np.ndarray:
+    from serving.payloads import load_feature_rows
+
+    return np.asarray(load_feature_rows()[1], dtype=np.float64)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 1000])
+def test_dense_predictor_scores_are_inplace_predicts_and_the_dmatrix_paths(model, batch):
+    raw = all_rows()  # the 569 rows of the data set, in batches as requests send them
+    transformed = model.transform.apply(raw)
+    predictor = inference.dense_predictor(model.booster)
+    assert predictor._call is not None  # the fast path, not the fallback
+    chunks = [transformed[i : i + batch] for i in range(0, len(raw), batch)]
+    dense = np.concatenate([predictor.predict(model.booster, chunk) for chunk in chunks])
+    assert dense.dtype == np.float64
+    inplace = np.asarray(model.booster.inplace_predict(transformed), dtype=np.float64)
+    assert np.array_equal(dense, inplace)  # exactly equal, not approximately
+    assert np.array_equal(dense, model.predict(raw))  # LoadedModel.predict: xgboost.DMatrix
+    with_nan = transformed[:3].copy()
+    with_nan[0, 4] = np.nan  # missing values go the default way, as in xgboost's own call
+    with_nan[1:, ::2] = 0.0  # and zeros are values, not missing (xgboost's default missing=NaN)
+    assert np.array_equal(
+        predictor.predict(model.booster, with_nan),
+        np.asarray(model.booster.inplace_predict(with_nan), dtype=np.float64),
+    )
+
+
+def test_dense_predictor_is_built_once_per_booster(model):
+    assert inference.dense_predictor(model.booster) is inference.dense_predictor(model.booster)
+
+
+def test_dense_predictor_errors_are_xgboosts_own(model):
+    """A non-zero return falls back to inplace_predict, which raises with XGBoost's message."""
+    predictor = inference.dense_predictor(model.booster)
+    with pytest.raises(ValueError, match="Feature shape mismatch, expected: 30, got 29"):
+        predictor.predict(model.booster, np.zeros((1, 29)))
+
+
+def test_dense_predictor_falls_back_without_a_booster_handle(rows):
+    class Stub:
+        def inplace_predict(self, matrix):
+            return np.full(len(matrix), 0.25, dtype=np.float32)
+
+    stub = Stub()
+    predictor = inference.DensePredictor(stub)
+    assert predictor._call is None
+    assert predictor.predict(stub, np.zeros((2, 30))).tolist() == [0.25, 0.25]
+
+
 def test_max_rows_is_accepted(model, rows):
     body = "\n".join(csv_line(rows[i % len(rows)]) for i in range(inference.MAX_ROWS))
     assert len(invoke(body, "text/csv", model)) == inference.MAX_ROWS
