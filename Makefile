@@ -25,7 +25,7 @@ ENV ?= dev
 MLOPS := $(VENV)/bin/mlops
 STAGE = $(shell $(MLOPS) stage-name --env $(ENV) $(if $(BRANCH),--branch '$(BRANCH)',))
 
-.PHONY: help install container-venv synth test lint lint-workflows check-templates format typecheck bench pipeline-local drift-local loadtest deploy diff destroy clean
+.PHONY: help install container-venv synth test lint lint-workflows check-templates format typecheck bench bench-serving pipeline-local drift-local loadtest deploy diff destroy clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ pipeline-local: install ## run the model-build pipeline's step scripts locally o
 
 drift-local: install ## drift job (Evidently) on the shipped clean and shifted batches: per-feature results
 	$(PY) -m monitoring.drift.local_run
+
+bench-serving: install container-venv ## serving image's stack vs AWS's XGBoost image stack: held req/s at p99<=10 ms, ratio
+	$(PY) -m serving.bench
 
 loadtest: install ## local SageMaker-contract server under locust: p50/p95/p99 and req/s at 500 req/s
 	test -f .work/pipeline-local/s3/Train/model/model.tar.gz || $(MAKE) pipeline-local

@@ -246,9 +246,8 @@ class _ImageStack:
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
-    def start(self) -> None:
-        from serving import loadtest
-
+    def launch(self) -> None:
+        """Start the server process (returns at once: the other stack starts meanwhile)."""
         env = {
             **os.environ,
             "SAGEMAKER_MODEL_SERVER_WORKERS": str(self.workers),
@@ -268,6 +267,14 @@ class _ImageStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def start(self) -> None:
+        """Wait until every worker serves (launching first if needed)."""
+        from serving import loadtest
+
+        if self.process is None:
+            self.launch()
+        assert self.process is not None
         try:
             self.url = loadtest.wait_for_url(self.log, self.process, loadtest.SERVER_START_TIMEOUT)
             host, port = self.url.removeprefix("http://").rsplit(":", 1)
@@ -391,6 +398,8 @@ def bench(args: argparse.Namespace) -> int:
         print(f"model: {origin}", flush=True)
         kinds = {"image": _ImageStack, "aws": _AwsStack}
         stacks = {name: kinds[name](model_dir, args.workers, scratch) for name in args.stacks}
+        if "image" in stacks:
+            stacks["image"].launch()  # loads its model while the aws stack starts
         for name, stack in stacks.items():
             stack.start()
             host, port = stack.url.removeprefix("http://").rsplit(":", 1)
