@@ -37,3 +37,20 @@ def train_quick_model(model_dir: Path, rounds: int = 30, seed: int = 0) -> Path:
     booster = xgb.train(params, matrix, num_boost_round=rounds)
     model_format.save_model(Path(model_dir), booster, transform)
     return Path(model_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m serving.quick_model DIR``: train and save a model into DIR (the serving-image
+    workflow mounts it into the container as /opt/ml/model)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m serving.quick_model DIR", file=sys.stderr)
+        return 2
+    print(f"model saved in {train_quick_model(Path(args[0]))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
