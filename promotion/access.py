@@ -29,6 +29,7 @@ from infra.config import StageConfig
 from pipelines.model_build import contract
 from pipelines.model_build.infrastructure import PIPELINE_PREFIX
 from promotion.commands import PipelineNames
+from serving.infrastructure import repository_name
 from stacks.deployment_stack import model_artifact_keys
 
 
@@ -111,6 +112,19 @@ class PipelineAccess(Construct):
                     # SSE-KMS PutObject: GenerateDataKey; multipart parts: Decrypt as well.
                     actions=["kms:GenerateDataKey", "kms:Decrypt"],
                     resources=[key.key_arn],
+                ),
+                iam.PolicyStatement(
+                    # A version with the staging stage's own serving image names prod's, once
+                    # prod's repository has its tag (serving/promoted_image.py).
+                    sid="FindServingImage",
+                    actions=["ecr:DescribeImages"],
+                    resources=[
+                        stack.format_arn(
+                            service="ecr",
+                            resource="repository",
+                            resource_name=repository_name(naming),
+                        )
+                    ],
                 ),
             ]
         else:

@@ -150,6 +150,13 @@ def test_prod_role_writes_only_prods_registry_and_promoted_prefix(
         "Resource": "*",
         "Sid": "FindPromotedVersions",
     }
+    # serving_image: custom versions name prod's own image once it has the tag (one repository)
+    assert by_sid["FindServingImage"] == {
+        "Action": "ecr:DescribeImages",
+        "Effect": "Allow",
+        "Resource": "arn:aws:ecr:us-east-1:333333333333:repository/mlops-prod-serving",
+        "Sid": "FindServingImage",
+    }
 
 
 class _Recorder:
