@@ -58,6 +58,8 @@ class WorkflowTarget:
     require_promotion: bool
     smoke_test_row: str
     feature_count: int
+    #: feature_store.online: the feature group the model reads; None: none.
+    online_feature_group: str | None = None
 
 
 class DeployWorkflow:
@@ -241,6 +243,7 @@ class DeployWorkflow:
                 blue_green_termination_wait=cdk.Duration.minutes(5),
                 blue_green_max_duration=cdk.Duration.hours(2),
                 iam=workflow_iam,
+                online_feature_group=target.online_feature_group,
             ),
         )
         state_machine_logs = functions.log_group(

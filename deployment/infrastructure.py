@@ -127,6 +127,7 @@ class ModelDeployment(Construct):
         powertools_layer_version: int = POWERTOOLS_LAYER_VERSION,
         alarms: bool = True,
         notifications_key: kms.IKey | None = None,
+        online_feature_group: str | None = None,
     ) -> None:
         """``alarms``: False leaves the guardrail alarms out (serverless endpoints only: an
         instance endpoint's blue/green update rolls back on them). ``notifications_key``: the
@@ -205,6 +206,7 @@ class ModelDeployment(Construct):
                 require_promotion=require_promotion,
                 smoke_test_row=smoke_test_row,
                 feature_count=feature_count,
+                online_feature_group=online_feature_group,
             ),
             key=key,
             artifacts_bucket=artifacts_bucket,

@@ -43,7 +43,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import InstanceEndpoint, ServerlessEndpoint
-from pipelines.model_build.model_code import data_capture
+from pipelines.model_build.model_code import data_capture, online_features
 
 VARIANT_NAME = "AllTraffic"
 #: Share of requests captured: SageMaker's DataCaptureConfig on instance endpoints, the inference
@@ -97,6 +97,9 @@ class WorkflowSettings:
     blue_green_termination_wait: cdk.Duration
     blue_green_max_duration: cdk.Duration
     iam: WorkflowIam
+    #: feature_store.online: the feature group the model reads ``{"record_id": ...}`` requests
+    #: from (the handler's ``online_features.py``); None: no online store.
+    online_feature_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -856,10 +859,17 @@ class DeploymentWorkflow(Construct):
         return plan
 
     def _primary_container(self) -> dict[str, Any]:
-        """The approved package; on serverless endpoints, the handler's capture settings too."""
+        """The approved package; on serverless endpoints, the handler's capture settings too;
+        with an online feature store, its name and region."""
         container: dict[str, Any] = {"ModelPackageName.$": "$.plan.packageArn"}
+        environment: dict[str, str] = {}
+        if self.s.online_feature_group is not None:
+            environment[online_features.ENV_FEATURE_GROUP] = self.s.online_feature_group
+            environment[online_features.ENV_REGION] = cdk.Stack.of(self).region
+        if environment:
+            container["Environment"] = environment
         if isinstance(self.s.sizing, ServerlessEndpoint):
-            container["Environment"] = {
+            container["Environment"] = environment | {
                 data_capture.ENV_S3_URI: self.s.data_capture_uri,
                 data_capture.ENV_ENDPOINT: self.s.endpoint_name,
                 data_capture.ENV_VARIANT: VARIANT_NAME,

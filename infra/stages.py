@@ -112,6 +112,8 @@ class MlopsStage(cdk.Stage):
             removal_policy=self.removal_policy,
         )
         self.deployment.add_stack_dependency(self.stateful)
+        if feature_store is not None and env.feature_store.online:  # record_id requests
+            feature_store.grant_online_read(self.deployment.deployment.execution_role)
         self.operations = OperationsStack(
             self,
             "Operations",

@@ -17,6 +17,7 @@ from deployment.infrastructure import (
     PROMOTED_MODELS_PREFIX,
     ModelDeployment,
 )
+from feature_store.schema import feature_group_name
 from infra.config import StageConfig
 from pipelines.model_build.contract import MODEL_ARTIFACT, TRAIN_MODEL_OUTPUT, TRAIN_STEP
 from pipelines.model_build.infrastructure import PIPELINE_PREFIX
@@ -94,6 +95,13 @@ class DeploymentStack(cdk.Stack):
             notifications_key=key if controls.kms_keys == "single" else None,
             serving_repository=(
                 repository_name(naming) if config.environment.serving_image == "custom" else None
+            ),
+            # feature_store.online: record_id requests read the stage's online store.
+            online_feature_group=(
+                feature_group_name(naming)
+                if config.environment.feature_store.enabled
+                and config.environment.feature_store.online
+                else None
             ),
         )
         for name, value in (

@@ -56,12 +56,15 @@ def built(
     assert attempts == []
     stacks = {
         stack.node.id: assembly.get_stack_artifact(stack.artifact_id)
-        for stack in (stage.stateful, stage.model_build)
+        for stack in (stage.stateful, stage.model_build, stage.deployment)
     }
     return {
         "findings": [str(f) for f in found],
         "templates": {name: artifact.template for name, artifact in stacks.items()},
-        "paths": [Path(assembly.directory) / a.template_file for a in stacks.values()],
+        "paths": [
+            Path(assembly.directory) / stacks[name].template_file
+            for name in ("Stateful", "ModelBuild")  # the deployment stack changes in 2 places
+        ],
         "stage": stage,
     }
 
@@ -301,3 +304,44 @@ def test_the_option_adds_no_priced_resource(built: dict[str, Any]) -> None:
         for logical_id in resources_of_type(template, "AWS::KMS::Key")
     ]
     assert "DataLakeKey" in " ".join(keys) and not [k for k in keys if "FeatureStore" in k]
+
+
+def test_the_deployed_model_reads_the_online_store(built: dict[str, Any]) -> None:
+    """CreateModel gives the model the group's name and region (online_features.py reads
+    them); its execution role may GetRecord on this group and decrypt with the stage key."""
+    from pipelines.model_build.model_code import online_features
+
+    template = built["templates"]["Deployment"]
+    (machine,) = resources_of_type(template, "AWS::StepFunctions::StateMachine").values()
+    definition = machine["Properties"]["DefinitionString"]
+    parts = definition["Fn::Join"][1] if isinstance(definition, dict) else [definition]
+    asl = json.loads("".join(p if isinstance(p, str) else "token" for p in parts))
+    (create_model,) = [
+        state
+        for state in _states(asl)
+        if state.get("Resource", "").endswith("sagemaker:createModel")
+    ]
+    environment = create_model["Parameters"]["PrimaryContainer"]["Environment"]
+    assert environment[online_features.ENV_FEATURE_GROUP] == FEATURE_GROUP
+    assert environment[online_features.ENV_REGION] == REGION
+    statements = _statements(template, "ModelDeploymentModelExecutionRole")
+    (get_record,) = [s for s in statements if "sagemaker:GetRecord" in _actions(s)]
+    assert _actions(get_record) == ["sagemaker:GetRecord"]
+    assert get_record["Resource"] == (
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:feature-group/{FEATURE_GROUP}"
+    )
+
+
+def _states(value: Any) -> list[dict[str, Any]]:
+    """Every object of a state machine definition that has a ``Resource`` (its task states,
+    wherever they are nested)."""
+    found: list[dict[str, Any]] = []
+    if isinstance(value, dict):
+        if isinstance(value.get("Resource"), str):
+            found.append(value)
+        for item in value.values():
+            found += _states(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _states(item)
+    return found
