@@ -14,8 +14,9 @@ handler code as the Train step leaves it) with the same number of workers:
 Both servers start once; then ``--rounds`` rounds run them alternately (image first in odd
 rounds, aws first in even ones), each a single locust process (``serving/locustfile.py``'s
 ``LocalInvocationsUser``, the same mixed CSV/JSON payloads) stepping through ``--rates`` (req/s
-offered, ``--step-seconds`` each, the first ``--step-settle`` s of a step left out) and stopping
-at the first step whose p99 exceeds ``--max-p99-ms`` or that has a failed request.
+offered, ``--step-seconds`` each, the first ``--settle`` s of a step left out) and stopping
+after two consecutive steps that miss: p99 above 10 ms, a failed request, or less than 90% of
+the offered rate completed. A round's held rate is its highest held step.
 
 Printed: per round and stack the highest rate held (p99 <= 10 ms, zero failures) and the server's
 CPU per request (its process tree's CPU over the round / requests answered: independent of what
@@ -51,6 +52,7 @@ DEFAULT_WORKERS = 2
 MAX_P99_MS = 10.0
 USER_RATE = 20.0  # req/s per locust user (serving.loadtest's default)
 TARGET_RATIO = 2.0
+MISSES_TO_STOP = 2  # consecutive missed steps that end a round
 STACKS = ("image", "aws")
 
 
@@ -124,6 +126,12 @@ def judge_step(
     )
 
 
+def goes_on(steps: Sequence[StepResult]) -> bool:
+    """Whether a round goes on after ``steps``: not after ``MISSES_TO_STOP`` misses in a row."""
+    recent = steps[-MISSES_TO_STOP:]
+    return len(recent) < MISSES_TO_STOP or any(step.held for step in recent)
+
+
 @dataclass
 class Round:
     stack: str
@@ -132,13 +140,10 @@ class Round:
 
     @property
     def held_rate(self) -> float:
-        """The highest rate of the leading run of held steps (0 when the first step missed)."""
-        held = 0.0
-        for step in self.steps:
-            if not step.held:
-                break
-            held = step.rate
-        return held
+        """The highest rate of a held step (0 when none held). A lower step that missed does not
+        cap it: one disturbance (another process, a collection) costs that step, not the round;
+        the round itself stops after ``MISSES_TO_STOP`` consecutive misses."""
+        return max((step.rate for step in self.steps if step.held), default=0.0)
 
     @property
     def cpu_ms_per_request(self) -> float:

@@ -6,8 +6,9 @@ LocalInvocationsUser``), so both stacks get the same user. Each step holds ``use
 round(rate * 1.01 / --user-rate)`` users (the locustfile's open-loop pacing) for
 ``--step-seconds``; the first ``--step-settle`` seconds of a step (spawning) are left out of its
 window. At every step boundary the step just finished is judged with
-:func:`serving.bench.judge_step`; the run stops at the first step that misses (p99 above
-``--step-p99-ms`` or any failure) or after the last rate. The server's CPU (its process tree,
+:func:`serving.bench.judge_step`; the run stops after two consecutive steps that miss (p99
+above ``--step-p99-ms``, any failure, or under 90% of the offered rate completed) or after the
+last rate. The server's CPU (its process tree,
 ``--server-pid``) and locust's own are sampled at every boundary. ``--step-file`` receives
 the steps as JSON when the test stops.
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 from locust import LoadTestShape, events
 
-from serving.bench import StepResult, judge_step, tree_cpu_seconds
+from serving.bench import StepResult, goes_on, judge_step, tree_cpu_seconds
 
 
 @events.init_command_line_parser.add_listener
@@ -79,7 +80,7 @@ class SteppedRates(LoadTestShape):
         return server, own.user + own.system, len(RECORDS.records)
 
     def _close_step(self, now: float) -> bool:
-        """Judge the step that just ended; True when the run goes on."""
+        """Judge the step that just ended; False when the run stops here."""
         options = self._options()
         rates = [float(r) for r in options.step_rates.split(",") if r.strip()]
         server, own, count = self._sample()
@@ -97,7 +98,7 @@ class SteppedRates(LoadTestShape):
         )
         self.results.append(result)
         self._write()
-        return result.held
+        return goes_on(self.results)
 
     def _users(self, rate: float) -> int:
         options = self._options()

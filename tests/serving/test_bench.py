@@ -61,11 +61,20 @@ def test_percentile_is_nearest_rank() -> None:
     assert math.isnan(bench.percentile([], 99))
 
 
-def test_held_rate_is_the_top_of_the_leading_run_of_held_steps() -> None:
+def test_held_rate_is_the_highest_held_step() -> None:
     assert Round("image", 1, [step(500, True), step(750, True), step(1000, False)]).held_rate == 750
-    # a held step after a miss does not count: the round stops at the first miss anyway
-    assert Round("aws", 1, [step(500, False), step(750, True)]).held_rate == 0
+    # one disturbed step does not cap the round
+    assert Round("aws", 1, [step(500, False), step(750, True), step(1000, False)]).held_rate == 750
+    assert Round("aws", 1, [step(500, False), step(750, False)]).held_rate == 0
     assert Round("aws", 1, []).held_rate == 0
+
+
+def test_a_round_stops_after_two_misses_in_a_row() -> None:
+    assert bench.goes_on([])
+    assert bench.goes_on([step(500, False)])
+    assert bench.goes_on([step(500, True), step(750, False)])
+    assert bench.goes_on([step(500, False), step(750, True), step(1000, False)])
+    assert not bench.goes_on([step(500, True), step(750, False), step(1000, False)])
 
 
 def test_cpu_per_request_is_over_the_whole_round() -> None:
