@@ -71,6 +71,8 @@ def key_of(inputs: PipelineInputs, **overrides: Any) -> str:
 
 
 def changed(value: Any) -> Any:
+    if value is None:  # serving_image_uri: prebuilt -> custom
+        return "111111111111.dkr.ecr.us-east-1.amazonaws.com/mlops-dev-serving:0a1b2c"
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
