@@ -384,6 +384,7 @@ class DataLake(Construct):
         )
         job.node.add_dependency(database)
         self.etl_job, self.etl_job_role = job, job_role  # feature_store/ adds its arguments
+        self.database = database
         # A successful ETL run re-crawls the curated zone so Athena sees new partitions.
         glue.CfnTrigger(
             self,

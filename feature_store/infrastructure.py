@@ -70,6 +70,7 @@ class FeatureStore(Construct):
         online: bool,
         key: kms.IKey,
         bucket: s3.IBucket,
+        database: glue.CfnDatabase,
         database_name: str,
         etl_job: glue.CfnJob,
         etl_role: iam.IRole,
@@ -167,6 +168,8 @@ class FeatureStore(Construct):
         # role itself is a dependency already, through RoleArn).
         policy = self.role.node.find_child("DefaultPolicy")
         self.feature_group.node.add_dependency(policy)
+        # ... and Feature Store creates its Glue table in the lake database: that one first.
+        self.feature_group.node.add_dependency(database)
         self._wire_etl(etl_job, etl_role)
         self._acknowledge(stack)
 

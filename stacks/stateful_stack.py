@@ -79,6 +79,7 @@ class StatefulStack(cdk.Stack):
                 online=config.environment.feature_store.online,
                 key=lake.key,
                 bucket=lake.curated_bucket,
+                database=lake.database,
                 database_name=lake.database_name,
                 etl_job=lake.etl_job,
                 etl_role=lake.etl_job_role,

@@ -116,6 +116,11 @@ def test_the_feature_group_schema_is_the_contracts_feature_list(built: dict[str,
     assert props["RecordIdentifierFeatureName"] == "record_id"
     assert props["EventTimeFeatureName"] == "event_time"
     assert props["FeatureGroupName"] == FEATURE_GROUP
+    (group,) = resources_of_type(_stateful(built), "AWS::SageMaker::FeatureGroup").values()
+    database_id = _logical_id(built, "DataLakeDatabase", "AWS::Glue::Database")
+    policy_id = _logical_id(built, "FeatureStoreOfflineStoreRoleDefaultPolicy", "AWS::IAM::Policy")
+    # Created after the Glue database (its table goes there) and the role's policy.
+    assert {database_id, policy_id} <= set(group["DependsOn"])
 
 
 def test_offline_and_online_stores_use_the_stage_key_and_the_lake(built: dict[str, Any]) -> None:
