@@ -525,3 +525,104 @@ def test_the_baseline_format_marker_is_the_pipelines() -> None:
         definition.BASELINE_FORMAT_METADATA,
         definition.BASELINE_FORMAT_MODEL_MONITOR,
     )
+
+
+# ---- a promoted version (prod) --------------------------------------------------------------
+
+
+def test_a_promoted_version_is_scheduled_on_its_promoted_baseline(
+    moto_aws: None, calls: tuple[Any, Calls]
+) -> None:
+    """Prod serves what ``mlops promote`` registered: the description moto gives of that
+    version (the Stubber checks it against DescribeModelPackage's output shape) is synced, and the
+    job definition reads the baseline copies in prod's bucket."""
+    from deployment import promote
+
+    names = promote.PromotionNames.for_project("mlops", target_bucket="mlops-prod-artifacts")
+    s3, sm = boto3.client("s3"), boto3.client("sagemaker")
+    for bucket in ("mlops-staging-artifacts", names.target_bucket):
+        s3.create_bucket(Bucket=bucket)
+    for name in ("model.tar.gz", "statistics.json", "constraints.json"):
+        s3.put_object(Bucket="mlops-staging-artifacts", Key=f"run/{name}", Body=b"{}")
+    staging_baseline = {
+        kind: {"ContentType": "application/json", "S3Uri": f"s3://mlops-staging-artifacts/run/{f}"}
+        for kind, f in (("Statistics", "statistics.json"), ("Constraints", "constraints.json"))
+    }
+    for group in (names.source_group, names.target_group):
+        sm.create_model_package_group(ModelPackageGroupName=group)
+    staged = sm.create_model_package(
+        ModelPackageGroupName=names.source_group,
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
+                    "ModelDataUrl": "s3://mlops-staging-artifacts/run/model.tar.gz",
+                }
+            ],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        DriftCheckBaselines={"ModelDataQuality": staging_baseline},
+        CustomerMetadataProperties={h.BASELINE_FORMAT_METADATA: h.BASELINE_FORMAT_MODEL_MONITOR},
+    )["ModelPackageArn"]
+    sm.create_model(
+        ModelName="mlops-staging-deploy-v1-a",
+        PrimaryContainer={"ModelPackageName": staged},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/model",
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName="mlops-staging-deploy-v1-a",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "mlops-staging-deploy-v1-a",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+    arn = sm.create_endpoint(
+        EndpointName=names.source_endpoint, EndpointConfigName="mlops-staging-deploy-v1-a"
+    )["EndpointArn"]
+    sm.add_tags(ResourceArn=arn, Tags=[{"Key": promote.PACKAGE_TAG, "Value": staged}])
+    session = boto3.Session()
+    result = promote.promote(staged, source=session, target=session, names=names)
+    assert result.target_package_arn is not None
+    described = sm.describe_model_package(ModelPackageName=result.target_package_arn)
+    described.pop("ResponseMetadata")
+    # moto omits this required output member; SageMaker names a version by its group
+    described.setdefault("ModelPackageName", names.target_group)
+
+    prod = replace(
+        SETTINGS,
+        endpoint_name="mlops-prod-endpoint",
+        model_package_group_name=names.target_group,
+        resource_prefix="mlops-prod-mm",
+    )
+    client, harness = calls
+    prod_endpoint = dict(endpoint(), EndpointName=prod.endpoint_name)
+    harness.ok("describe_endpoint", prod_endpoint, {"EndpointName": prod.endpoint_name})
+    harness.ok("describe_endpoint_config", endpoint_config())
+    harness.ok(
+        "describe_model",
+        dict(model(1), PrimaryContainer={"ModelPackageName": result.target_package_arn}),
+    )
+    harness.ok("describe_model_package", described, {"ModelPackageName": result.target_package_arn})
+    harness.missing("describe_data_quality_job_definition")
+    harness.ok("create_data_quality_job_definition", {"JobDefinitionArn": "arn:x"})
+    harness.missing("describe_monitoring_schedule")
+    harness.ok("create_monitoring_schedule", {"MonitoringScheduleArn": "arn:x"})
+    harness.ok("list_data_quality_job_definitions", {"JobDefinitionSummaries": []})
+    event = stage_event()
+    event["detail"].update(EndpointName=prod.endpoint_name)
+
+    synced = h.sync(client, replace(prod, ground_truth_s3_uri=None), event)
+
+    assert synced["action"] == "synced" and synced["package"] == result.target_package_arn
+    (created,) = sent(harness, "CreateDataQualityJobDefinition")
+    promoted = "s3://mlops-prod-artifacts/promoted-models/mlops-staging-models/v1/baselines"
+    assert created["DataQualityBaselineConfig"] == {
+        "ConstraintsResource": {"S3Uri": f"{promoted}/constraints.json"},
+        "StatisticsResource": {"S3Uri": f"{promoted}/statistics.json"},
+    }
