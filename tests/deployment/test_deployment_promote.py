@@ -433,8 +433,22 @@ def test_a_version_without_baselines_is_refused_and_nothing_is_written(
         assert "--without-baselines" in str(raised.value) and "\n" not in str(raised.value)
     assert _prod_packages(sagemaker) == [] and _objects(staging["s3"]) == {}
 
-    result = _promote(arn, allow_missing_baselines=True)  # --without-baselines
-    assert result.message == "promoted and approved (without drift baselines)"
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    args = [
+        "promote",
+        "--package-arn",
+        arn,
+        "--region",
+        REGION,
+        "--target-bucket",
+        "prod-artifacts",
+    ]
+    result = CliRunner().invoke(app, [*args, "--without-baselines"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["message"] == "promoted and approved (without drift baselines)"
     (package,) = _prod_packages(sagemaker)
     assert "DriftCheckBaselines" not in package
     evaluation = _promoted_uri(f"{RUN}/Evaluate/evaluation/evaluation.json")
