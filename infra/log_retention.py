@@ -1,8 +1,12 @@
-"""Config's retention in days -> CDK's ``logs.RetentionDays`` (a named enum in jsii)."""
+"""Config's retention in days -> CDK's ``logs.RetentionDays`` (a named enum in jsii), and the
+encrypted log group with that retention that the stage's functions and workflows write to."""
 
 from __future__ import annotations
 
+import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from constructs import Construct
 
 _BY_DAYS = {
     1: logs.RetentionDays.ONE_DAY,
@@ -33,3 +37,23 @@ _BY_DAYS = {
 def retention_days(days: int) -> logs.RetentionDays:
     """Config validation already limits ``days`` to CloudWatch's allowed periods."""
     return _BY_DAYS[days]
+
+
+def encrypted_log_group(
+    scope: Construct,
+    id_: str,
+    *,
+    name: str,
+    key: kms.IKey,
+    retention_days: int,
+    removal_policy: cdk.RemovalPolicy,
+) -> logs.LogGroup:
+    """Log group ``name`` encrypted with ``key``, keeping events ``retention_days`` (set on the
+    CloudFormation resource: any of CloudWatch's periods, which config validation checks)."""
+    group = logs.LogGroup(
+        scope, id_, log_group_name=name, encryption_key=key, removal_policy=removal_policy
+    )
+    cfn = group.node.default_child
+    assert isinstance(cfn, logs.CfnLogGroup)
+    cfn.retention_in_days = retention_days
+    return group

@@ -32,7 +32,6 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -44,6 +43,7 @@ from data_lake.infrastructure import CURATED_DATASETS_PREFIX, DEFAULT_DATASET, R
 from infra.compliance import acknowledge
 from infra.naming import EVENT_RULE_MAX, STATE_MACHINE_MAX, Naming
 from infra.service_roles import role_for_source
+from infra.state_machines import acknowledge_log_delivery, logged_state_machine
 from pipelines.model_build.contract import PARAM_INPUT_DATA_VERSION
 from pipelines.model_build.definition import PARAM_INPUT_DATA, PARAM_TRIGGER_REASON
 
@@ -203,28 +203,23 @@ class Ingestion(Construct):
             result_path=sfn.JsonPath.DISCARD,
         )
         wait_crawler = sfn.Wait(self, "WaitForCrawler", time=sfn.WaitTime.duration(CRAWLER_POLL))
-        get_crawler = tasks.CallAwsService(
-            self,
-            "GetCrawler",
-            service="glue",
-            action="getCrawler",
-            iam_action="glue:GetCrawler",
-            iam_resources=[crawler_arn],
-            parameters={"Name": crawler_name},
-            result_selector={"state": sfn.JsonPath.string_at("$.Crawler.State")},
-            result_path="$.crawler",
-        )
-        get_last_crawl = tasks.CallAwsService(
-            self,
-            "GetLastCrawl",
-            service="glue",
-            action="getCrawler",
-            iam_action="glue:GetCrawler",
-            iam_resources=[crawler_arn],
-            parameters={"Name": crawler_name},
-            result_selector={"status": sfn.JsonPath.string_at("$.Crawler.LastCrawl.Status")},
-            result_path="$.crawler",
-        )
+
+        def get_crawler_into(id_: str, field: str, path: str) -> tasks.CallAwsService:
+            """GetCrawler, keeping only ``path`` of the response as ``$.crawler.<field>``."""
+            return tasks.CallAwsService(
+                self,
+                id_,
+                service="glue",
+                action="getCrawler",
+                iam_action="glue:GetCrawler",
+                iam_resources=[crawler_arn],
+                parameters={"Name": crawler_name},
+                result_selector={field: sfn.JsonPath.string_at(path)},
+                result_path="$.crawler",
+            )
+
+        get_crawler = get_crawler_into("GetCrawler", "state", "$.Crawler.State")
+        get_last_crawl = get_crawler_into("GetLastCrawl", "status", "$.Crawler.LastCrawl.Status")
         start_crawler.add_catch(
             wait_crawler, errors=["Glue.CrawlerRunningException"], result_path=sfn.JsonPath.DISCARD
         )
@@ -302,28 +297,15 @@ class Ingestion(Construct):
         )
         definition = record.next(quiet).next(list_running).next(is_newest)
 
-        log_group = logs.LogGroup(
+        self.state_machine = logged_state_machine(
             self,
-            "StateMachineLogs",
-            log_group_name=f"/aws/vendedlogs/states/{self.state_machine_name}",
-            encryption_key=key,
-            removal_policy=removal_policy,
-        )
-        cfn_logs = log_group.node.default_child
-        assert isinstance(cfn_logs, logs.CfnLogGroup)
-        cfn_logs.retention_in_days = log_retention_days
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=self.state_machine_name,
+            name=self.state_machine_name,
             comment=f"{naming.prefix}: new raw data -> Glue ETL -> crawler -> model build",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition=definition,
             timeout=WORKFLOW_TIMEOUT,
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True
-            ),
+            key=key,
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
         )
         # Publishing to the SSE-KMS topic needs its key (SnsPublish grants sns:Publish only).
         self.state_machine.add_to_role_policy(
@@ -332,21 +314,7 @@ class Ingestion(Construct):
             )
         )
         role = self.state_machine.role
-        # CDK makes the state machine DependsOn its role AND the role's policy; the role is
-        # implied by the GetAtt on its ARN (cfn-lint W3005). Keep the policy: it must be
-        # attached before the first execution.
-        policy = role.node.try_find_child("DefaultPolicy")
-        cfn_state_machine = self.state_machine.node.default_child
-        assert isinstance(policy, iam.Policy) and isinstance(cfn_state_machine, cdk.CfnResource)
-        policy_cfn = policy.node.default_child
-        assert isinstance(policy_cfn, cdk.CfnResource)
-        cfn_state_machine.add_override("DependsOn", [stack.get_logical_id(policy_cfn)])
-        acknowledge(
-            role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Step Functions log delivery (logs:*LogDelivery, DescribeLogGroups...) and X-Ray "
-            "writes do not support resource-level permissions.",
-        )
+        acknowledge_log_delivery(role)
         acknowledge(
             role,
             "NIST.800.53.R5-IAMNoInlinePolicy",

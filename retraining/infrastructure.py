@@ -33,18 +33,19 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
-from constructs import Construct, IConstruct
+from constructs import Construct
 
 from infra.compliance import acknowledge, skip_checkov
 from infra.config import RetrainingConfig
+from infra.log_retention import encrypted_log_group
 from infra.naming import EVENT_RULE_MAX, STATE_MACHINE_MAX, Naming
 from infra.service_roles import role_for_source
+from infra.state_machines import acknowledge_log_delivery, logged_state_machine, logical_id
 from monitoring.drift.metrics import (
     DEFAULT_NAMESPACE,
     ENDPOINT_DIMENSION,
@@ -127,8 +128,13 @@ class Retraining(Construct):
             memory_size=256,
             timeout=cdk.Duration.seconds(60),
             tracing=lambda_.Tracing.ACTIVE,
-            log_group=self._log_group(
-                "GateLogs", f"/aws/lambda/{function_name}", key, log_retention_days, removal_policy
+            log_group=encrypted_log_group(
+                self,
+                "GateLogs",
+                name=f"/aws/lambda/{function_name}",
+                key=key,
+                retention_days=log_retention_days,
+                removal_policy=removal_policy,
             ),
         )
         self.gate_function.add_to_role_policy(
@@ -255,34 +261,16 @@ class Retraining(Construct):
             .when(sfn.Condition.boolean_equals("$.gate.start", True), start.next(after_started))
             .otherwise(after_skipped)
         )
-        self.state_machine = sfn.StateMachine(
+        self.state_machine = logged_state_machine(
             self,
-            "StateMachine",
-            state_machine_name=state_machine_name,
+            name=state_machine_name,
             comment=f"{naming.prefix}: debounced retraining of {pipeline_name}",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition=definition,
             timeout=WORKFLOW_TIMEOUT,
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=self._log_group(
-                    "StateMachineLogs",
-                    f"/aws/vendedlogs/states/{state_machine_name}",
-                    key,
-                    log_retention_days,
-                    removal_policy,
-                ),
-                level=sfn.LogLevel.ALL,
-                include_execution_data=True,
-            ),
+            key=key,
+            log_retention_days=log_retention_days,
+            removal_policy=removal_policy,
         )
-        # CDK makes the state machine DependsOn its role AND the role's policy; the role is
-        # already implied by the GetAtt on its ARN (cfn-lint W3005). Keep the policy only: it
-        # must be attached before the first execution.
-        policy = self.state_machine.role.node.try_find_child("DefaultPolicy")
-        cfn_machine = self.state_machine.node.default_child
-        assert isinstance(policy, iam.Policy) and isinstance(cfn_machine, cdk.CfnResource)
-        cfn_machine.add_override("DependsOn", [self._logical_id(policy)])
         if topic is not None:
             topic.grant_publish(self.state_machine)
             acknowledge(
@@ -486,22 +474,6 @@ class Retraining(Construct):
             )
         return rule
 
-    def _log_group(
-        self,
-        id_: str,
-        name: str,
-        key: kms.IKey,
-        retention_days: int,
-        removal_policy: cdk.RemovalPolicy,
-    ) -> logs.LogGroup:
-        group = logs.LogGroup(
-            self, id_, log_group_name=name, encryption_key=key, removal_policy=removal_policy
-        )
-        cfn = group.node.default_child
-        assert isinstance(cfn, logs.CfnLogGroup)
-        cfn.retention_in_days = retention_days
-        return group
-
     def _acknowledge_inline(self, role: iam.IRole, what: str) -> None:
         acknowledge(
             role,
@@ -554,21 +526,11 @@ class Retraining(Construct):
 
     def _acknowledge_state_machine_role(self) -> None:
         role = self.state_machine.role
+        acknowledge_log_delivery(role)
         acknowledge(
             role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Step Functions log delivery (logs:*LogDelivery, DescribeLogGroups...) and X-Ray "
-            "writes do not support resource-level permissions.",
-        )
-        acknowledge(
-            role,
-            f"AwsSolutions-IAM5[Resource::<{self._logical_id(self.gate_function)}.Arn>:*]",
+            f"AwsSolutions-IAM5[Resource::<{logical_id(self.gate_function)}.Arn>:*]",
             "CDK's LambdaInvoke grants the function and its versions/aliases (ARN:*); only this "
             "stage's retraining gate.",
         )
         self._acknowledge_inline(role, "invoke the gate, start this pipeline, publish")
-
-    def _logical_id(self, construct: IConstruct) -> str:
-        child = construct.node.default_child
-        assert isinstance(child, cdk.CfnElement)
-        return cdk.Stack.of(child).get_logical_id(child)

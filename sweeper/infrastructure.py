@@ -37,7 +37,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
@@ -45,6 +44,7 @@ from constructs import Construct
 
 from infra.compliance import acknowledge, acknowledge_all
 from infra.config import DEPLOYED_BY_BRANCH_TAG, EPHEMERAL_TTL_TAG
+from infra.log_retention import encrypted_log_group
 from infra.naming import Naming
 from infra.service_roles import role_for_source
 from sweeper.teardown import BRANCH_QUALIFIER_PREFIX
@@ -115,16 +115,14 @@ class BranchSweeper(Construct):
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
         function_name = naming.resource("branch-sweeper", 64)
-        log_group = logs.LogGroup(
+        log_group = encrypted_log_group(
             self,
             "Logs",
-            log_group_name=f"/aws/lambda/{function_name}",
-            encryption_key=key,
+            name=f"/aws/lambda/{function_name}",
+            key=key,
+            retention_days=log_retention_days,
             removal_policy=removal_policy,
         )
-        cfn_log_group = log_group.node.default_child
-        assert isinstance(cfn_log_group, logs.CfnLogGroup)
-        cfn_log_group.retention_in_days = log_retention_days
         self.function = lambda_.Function(
             self,
             "Function",

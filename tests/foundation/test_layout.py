@@ -1,6 +1,7 @@
 """The layout's floors: each module may import only from its own floor or the floors below.
 
-    ground        infra/{config,naming,compliance,service_roles,log_retention,cfn_hygiene,workspace}
+    ground        infra/{config,naming,compliance,service_roles,log_retention,state_machines,
+                  cfn_hygiene,workspace}
     capabilities  data_lake pipelines deployment lambdas serving monitoring retraining ingestion
                   sweeper audit costing studio (one folder per capability)
     stacks        stacks/ (compose and wire the capabilities of a stage)
@@ -33,6 +34,7 @@ FLOORS: dict[str, int] = {
     "infra.compliance": GROUND,
     "infra.service_roles": GROUND,
     "infra.log_retention": GROUND,
+    "infra.state_machines": GROUND,
     "infra.cfn_hygiene": GROUND,
     "infra.workspace": GROUND,
     "data_lake": CAPABILITIES,
