@@ -336,76 +336,83 @@ class Retraining(Construct):
             "latency": naming.resource("retrain-endpoint-p99", 255),
         }
         endpoint_dimensions = {"EndpointName": endpoint, "VariantName": VARIANT_NAME}
-        drift = cloudwatch.Alarm(
-            self,
-            "DriftAlarm",
-            alarm_name=names["drift"],
-            alarm_description=(
-                f"{endpoint}: share of drifted features >= {settings.drift_share_threshold} "
-                "(drift job); starts retraining"
+
+        def alarm(
+            id_: str,
+            name: str,
+            description: str,
+            metric: cloudwatch.Metric,
+            threshold: float,
+            *,
+            periods: int = 1,
+            datapoints: int | None = None,
+            comparison: cloudwatch.ComparisonOperator = (
+                cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
             ),
-            metric=cloudwatch.Metric(
-                namespace=drift_namespace,
-                metric_name=SHARE_OF_DRIFTED_FEATURES,
-                dimensions_map={ENDPOINT_DIMENSION: endpoint},
-                statistic="Maximum",
-                period=DRIFT_PERIOD,
-            ),
-            threshold=settings.drift_share_threshold,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        errors = cloudwatch.Alarm(
-            self,
-            "Endpoint5xxAlarm",
-            alarm_name=names["5xx"],
-            alarm_description=(
-                f"{endpoint}: >= {settings.errors_5xx_threshold} model 5xx errors in 5 minutes; "
-                "starts retraining"
-            ),
-            metric=cloudwatch.Metric(
-                namespace=SAGEMAKER_NAMESPACE,
-                metric_name="Invocation5XXErrors",
-                dimensions_map=endpoint_dimensions,
-                statistic="Sum",
-                period=ENDPOINT_PERIOD,
-            ),
-            threshold=settings.errors_5xx_threshold,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        latency = cloudwatch.Alarm(
-            self,
-            "EndpointLatencyAlarm",
-            alarm_name=names["latency"],
-            alarm_description=(
-                f"{endpoint}: ModelLatency p99 above {settings.latency_p99_ms} ms for 15 "
-                "minutes; starts retraining"
-            ),
-            metric=cloudwatch.Metric(
-                namespace=SAGEMAKER_NAMESPACE,
-                metric_name="ModelLatency",  # microseconds
-                dimensions_map=endpoint_dimensions,
-                statistic="p99",
-                period=ENDPOINT_PERIOD,
-            ),
-            threshold=settings.latency_p99_ms * 1000,
-            evaluation_periods=LATENCY_EVALUATION_PERIODS,
-            datapoints_to_alarm=LATENCY_EVALUATION_PERIODS,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
-        alarms = (drift, errors, latency)
-        for alarm in alarms:
+        ) -> cloudwatch.Alarm:
+            """An alarm without action (EventBridge routes its ALARM state to the workflow)."""
+            created = cloudwatch.Alarm(
+                self,
+                id_,
+                alarm_name=names[name],
+                alarm_description=f"{endpoint}: {description}; starts retraining",
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=periods,
+                datapoints_to_alarm=datapoints,
+                comparison_operator=comparison,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
             acknowledge(
-                alarm,
+                created,
                 "NIST.800.53.R5-CloudWatchAlarmAction",
                 "No alarm action on purpose: EventBridge receives every state change of this "
                 "alarm by itself; the retraining rule routes ALARM to the workflow, which reports "
                 "each start or skip to the operations topic.",
             )
+            return created
+
+        def endpoint_metric(metric_name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=SAGEMAKER_NAMESPACE,
+                metric_name=metric_name,
+                dimensions_map=endpoint_dimensions,
+                statistic=statistic,
+                period=ENDPOINT_PERIOD,
+            )
+
+        alarms = (
+            alarm(
+                "DriftAlarm",
+                "drift",
+                f"share of drifted features >= {settings.drift_share_threshold} (drift job)",
+                cloudwatch.Metric(
+                    namespace=drift_namespace,
+                    metric_name=SHARE_OF_DRIFTED_FEATURES,
+                    dimensions_map={ENDPOINT_DIMENSION: endpoint},
+                    statistic="Maximum",
+                    period=DRIFT_PERIOD,
+                ),
+                settings.drift_share_threshold,
+            ),
+            alarm(
+                "Endpoint5xxAlarm",
+                "5xx",
+                f">= {settings.errors_5xx_threshold} model 5xx errors in 5 minutes",
+                endpoint_metric("Invocation5XXErrors", "Sum"),
+                settings.errors_5xx_threshold,
+            ),
+            alarm(
+                "EndpointLatencyAlarm",
+                "latency",
+                f"ModelLatency p99 above {settings.latency_p99_ms} ms for 15 minutes",
+                endpoint_metric("ModelLatency", "p99"),  # microseconds
+                settings.latency_p99_ms * 1000,
+                periods=LATENCY_EVALUATION_PERIODS,
+                datapoints=LATENCY_EVALUATION_PERIODS,
+                comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            ),
+        )
         # ARNs from the fixed names (what the alarm-state events carry in ``resources``).
         alarm_arns = [
             stack.format_arn(
