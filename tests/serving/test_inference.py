@@ -162,6 +162,36 @@ def test_dense_predictor_scores_are_inplace_predicts_and_the_dmatrix_paths(model
     )
 
 
+def test_dense_predictor_keeps_one_proxy_per_thread(model):
+    """Each thread gets its own proxy DMatrix (the call writes the request's array on it);
+    scores from another thread are the same, and its proxy is freed with the thread."""
+    import threading
+
+    predictor = inference.dense_predictor(model.booster)
+    transformed = model.transform.apply(all_rows()[:50])
+    here = predictor.predict(model.booster, transformed)
+    mine = predictor._proxy()
+    assert mine is not None and predictor._proxy() is mine
+    seen = {}
+
+    def other() -> None:
+        seen["proxy"] = predictor._proxy().value
+        seen["scores"] = predictor.predict(model.booster, transformed)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert seen["proxy"] != mine.value
+    assert np.array_equal(seen["scores"], here)
+
+
+def test_a_freed_handle_is_released_once():
+    freed = []
+    handle = inference._Freed("h", lambda h: freed.append(h) or 0)
+    del handle
+    assert freed == ["h"]
+
+
 def test_dense_predictor_is_built_once_per_booster(model):
     assert inference.dense_predictor(model.booster) is inference.dense_predictor(model.booster)
 
