@@ -117,7 +117,7 @@ def status(
 
 
 def _approval(
-    status_value: str,
+    approve: bool,
     model_version: str,
     comment: str,
     profile: str | None,
@@ -125,10 +125,11 @@ def _approval(
     output: Output,
 ) -> None:
     from cli.aws import client, parse_package_arn, session
-    from cli.registry import resolve_version, set_approval
+    from cli.registry import APPROVED, REJECTED, resolve_version, set_approval
     from cli.stages import load_app_config
     from infra.naming import Naming
 
+    status_value = APPROVED if approve else REJECTED
     config = load_app_config()
     if model_version.startswith("arn:"):
         region = region or parse_package_arn(model_version)["region"]
@@ -154,34 +155,28 @@ CommentOption = Annotated[
 ]
 
 
-@app.command()
-@guarded
-def approve(
-    model_version: ModelVersionArgument,
-    comment: CommentOption,
-    profile: ProfileOption = None,
-    region: RegionOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """Approve a model version (starts the stage's deployment) with a comment."""
-    from cli.registry import APPROVED
+def _approval_command(name: str, *, approve: bool, summary: str) -> None:
+    """Register ``mlops <name>``: approve (or reject) a model version with a comment."""
 
-    _approval(APPROVED, model_version, comment, profile, region, output)
+    def command(
+        model_version: ModelVersionArgument,
+        comment: CommentOption,
+        profile: ProfileOption = None,
+        region: RegionOption = None,
+        output: OutputOption = Output.table,
+    ) -> None:
+        _approval(approve, model_version, comment, profile, region, output)
+
+    command.__doc__ = summary
+    app.command(name)(guarded(command))
 
 
-@app.command()
-@guarded
-def reject(
-    model_version: ModelVersionArgument,
-    comment: CommentOption,
-    profile: ProfileOption = None,
-    region: RegionOption = None,
-    output: OutputOption = Output.table,
-) -> None:
-    """Reject a model version with a comment."""
-    from cli.registry import REJECTED
-
-    _approval(REJECTED, model_version, comment, profile, region, output)
+_approval_command(
+    "approve",
+    approve=True,
+    summary="Approve a model version (starts the stage's deployment) with a comment.",
+)
+_approval_command("reject", approve=False, summary="Reject a model version with a comment.")
 
 
 @app.command()
