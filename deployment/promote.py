@@ -50,6 +50,7 @@ from botocore.exceptions import ClientError
 
 from infra.naming import Naming
 from monitoring.drift.baseline import PROMOTED_BASELINES_DIR, REFERENCE_FILE
+from serving.promoted_image import ImageNotPromotable, promoted_image, repository_name
 
 PROMOTED_PREFIX = "promoted-models/"
 PACKAGE_TAG = "model-package-arn"  # written on the endpoint by the deployment workflow
@@ -85,6 +86,9 @@ class PromotionNames:
     source_endpoint: str
     target_group: str
     target_bucket: str
+    #: The serving-image repositories (serving_image: custom); None: images are kept as they are.
+    source_serving_repository: str | None = None
+    target_serving_repository: str | None = None
 
     @classmethod
     def for_project(cls, project: str, target_bucket: str) -> PromotionNames:
@@ -94,6 +98,8 @@ class PromotionNames:
             source_endpoint=staging.endpoint,
             target_group=prod.model_package_group,
             target_bucket=target_bucket,
+            source_serving_repository=repository_name(staging),
+            target_serving_repository=repository_name(prod),
         )
 
 
@@ -302,6 +308,28 @@ def plan_baselines(
     return BaselineCopies(files, {f: _rewrite(v, targets) for f, v in fields.items()})
 
 
+def _prod_image(
+    container: dict[str, Any], names: PromotionNames, target: boto3.Session, who: str
+) -> str | None:
+    """The image the prod version names: staging's own serving image (serving_image: custom)
+    becomes prod's, with the same content tag, which prod's repository must hold; AWS's prebuilt
+    images stay as they are."""
+    image = container.get("Image")
+    source, target_repository = names.source_serving_repository, names.target_serving_repository
+    if image is None or source is None or target_repository is None:
+        return None
+    try:
+        return promoted_image(
+            str(image),
+            source_repository=source,
+            target_repository=target_repository,
+            target_account=who.split(":")[4],  # the caller's ARN: arn:aws:sts::<account>:...
+            target_ecr=target.client("ecr"),
+        )
+    except ImageNotPromotable as error:
+        raise PromotionError(str(error)) from error
+
+
 def _check_readable(source_s3: Any, arn: str, urls: list[str]) -> None:
     for url in urls:
         bucket, key = _split_s3_url(url)
@@ -371,6 +399,7 @@ def promote(
     )
     source_s3 = source.client("s3")
     _check_readable(source_s3, package_arn, list(plan.files))
+    image = _prod_image(container, names, target, who)
     if dry_run:
         return PromotionResult(
             package_arn, None, False, False, url, None, "checks passed (dry run)",
@@ -397,6 +426,8 @@ def promote(
     spec = package["InferenceSpecification"]
     new_container = {k: container[k] for k in _CONTAINER_KEYS if k in container}
     new_container["ModelDataUrl"] = url
+    if image is not None:
+        new_container["Image"] = image
     new_spec = {"Containers": [new_container], **{k: spec[k] for k in _SPEC_KEYS if k in spec}}
     arn = str(
         target_sm.create_model_package(

@@ -33,10 +33,9 @@ from constructs import Construct
 from infra.compliance import acknowledge_all, skip_checkov
 from infra.naming import Naming
 from serving.image_context import CONTEXT_EXCLUDE, DOCKERFILE
+from serving.promoted_image import repository_name as repository_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-#: ECR's repository name limit.
-REPOSITORY_MAX = 256
 #: Images kept per repository (any tag). Every change of the image's build context is a new
 #: image; registered model packages name theirs by tag, so this many stay deployable.
 KEEP_IMAGES = 20
@@ -64,11 +63,6 @@ PUSH_ACTIONS = (
     "ecr:PutImage",
     "ecr:BatchGetImage",
 )
-
-
-def repository_name(naming: Naming) -> str:
-    """``<project>-<env>-serving``: fixed at synth, so other stacks import it by name."""
-    return naming.resource("serving", REPOSITORY_MAX)
 
 
 class ServingRepository(Construct):

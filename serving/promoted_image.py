@@ -14,6 +14,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from infra.naming import Naming
+
+#: ECR's repository name limit.
+REPOSITORY_MAX = 256
+
+
+def repository_name(naming: Naming) -> str:
+    """The stage's serving-image repository, ``<project>-<env>-serving`` (no CDK import here:
+    the promotion tool runs without it)."""
+    return naming.resource("serving", REPOSITORY_MAX)
+
+
 #: ``<account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>:<tag>`` (ECR's documented forms).
 ECR_IMAGE = re.compile(
     r"(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.(?P<suffix>amazonaws\.com(?:\.cn)?)"

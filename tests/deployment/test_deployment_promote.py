@@ -88,6 +88,7 @@ def _register(
     status: str = "Approved",
     fields: dict[str, Any] | None = None,
     metadata: dict[str, str] | None = None,
+    image: str = XGBOOST_IMAGE,
 ) -> str:
     extra = dict(PIPELINE_FIELDS if fields is None else fields)
     if metadata:
@@ -99,7 +100,7 @@ def _register(
             InferenceSpecification={
                 "Containers": [
                     {
-                        "Image": XGBOOST_IMAGE,
+                        "Image": image,
                         "ModelDataUrl": url,
                         "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
                     }
@@ -480,4 +481,42 @@ def test_the_baseline_format_marker_is_the_pipelines_and_monitor_syncs() -> None
     assert marker == (
         monitor_sync.BASELINE_FORMAT_METADATA,
         monitor_sync.BASELINE_FORMAT_MODEL_MONITOR,
+    )
+
+
+def test_a_custom_image_version_names_prods_own_image_once_prod_has_it(
+    staging: dict[str, Any],
+) -> None:
+    """serving_image: custom: staging's image is in staging's repository, which prod's models
+    cannot pull; the prod version names prod's repository with the same content tag, and is
+    refused (nothing written) while prod's repository lacks that tag."""
+    sagemaker, account = staging["sagemaker"], "123456789012"  # moto's account
+    tag = "70d30eb49d9b023dea3562c538b1688a6209764dd4002a9813755f4c227a921d"
+    image = f"{account}.dkr.ecr.{REGION}.amazonaws.com/{NAMES.source_serving_repository}:{tag}"
+    url = "s3://staging-artifacts/pipelines/run-7/model.tar.gz"
+    arn = _register(sagemaker, NAMES.source_group, url, image=image)
+    _serve_instead(sagemaker, arn)
+    ecr = boto3.client("ecr", region_name=REGION)
+    ecr.create_repository(repositoryName="mlops-prod-serving")
+
+    expected = f"prod has no mlops-prod-serving:{tag}"
+    for dry_run in (True, False):
+        with pytest.raises(promote.PromotionError, match=expected):
+            _promote(arn, dry_run=dry_run)
+    assert _prod_packages(sagemaker) == [] and _objects(staging["s3"]) == {}
+
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"digest": "sha256:" + "c" * 64},
+        "layers": [],
+    }
+    ecr.put_image(
+        repositoryName="mlops-prod-serving", imageManifest=json.dumps(manifest), imageTag=tag
+    )
+    assert _promote(arn).created
+    (package,) = _prod_packages(sagemaker)
+    (container,) = package["InferenceSpecification"]["Containers"]
+    assert (
+        container["Image"] == f"{account}.dkr.ecr.{REGION}.amazonaws.com/mlops-prod-serving:{tag}"
     )
