@@ -540,6 +540,27 @@ class _Section:
         return _Section(self.key(name), self.get(name, default), allowed)
 
 
+def _account_and_region(
+    section: _Section, regions: frozenset[str], account_allowed: str
+) -> tuple[str, str]:
+    """The section's ``account`` (12 digits, as a string) and ``region`` (one of ``regions``)."""
+    account = str(
+        section.check(
+            "account",
+            lambda v: isinstance(v, str) and _ACCOUNT.fullmatch(v) is not None,
+            account_allowed,
+        )
+    )
+    region = str(
+        section.check(
+            "region",
+            lambda v: isinstance(v, str) and v in regions,
+            "expected an AWS region name like us-east-1 or eu-west-1",
+        )
+    )
+    return account, region
+
+
 def _instance_type(section: _Section, name: str, default: Any = ...) -> str:
     return section.string(
         name, _INSTANCE_TYPE, "expected a SageMaker instance type like ml.m5.large", default
@@ -626,19 +647,8 @@ def _parse_environment(
             "cost_controls",
         ),
     )
-    account = str(
-        env.check(
-            "account",
-            lambda v: isinstance(v, str) and _ACCOUNT.fullmatch(v) is not None,
-            "expected a 12-digit AWS account id, as a string",
-        )
-    )
-    region = str(
-        env.check(
-            "region",
-            lambda v: isinstance(v, str) and v in regions,
-            "expected an AWS region name like us-east-1 or eu-west-1",
-        )
+    account, region = _account_and_region(
+        env, regions, "expected a 12-digit AWS account id, as a string"
     )
 
     sz = env.section(
@@ -1056,19 +1066,8 @@ _LOAD_TEST_KEYS = ("p99_latency_ms", "max_error_rate", "rate_per_second", "durat
 def _parse_delivery(
     section: _Section, default_branch: str, regions: frozenset[str]
 ) -> DeliveryConfig:
-    account = str(
-        section.check(
-            "account",
-            lambda v: isinstance(v, str) and _ACCOUNT.fullmatch(v) is not None,
-            "expected the tooling account's 12-digit AWS account id, as a string",
-        )
-    )
-    region = str(
-        section.check(
-            "region",
-            lambda v: isinstance(v, str) and v in regions,
-            "expected an AWS region name like us-east-1 or eu-west-1",
-        )
+    account, region = _account_and_region(
+        section, regions, "expected the tooling account's 12-digit AWS account id, as a string"
     )
     connection_arn = str(
         section.check(
