@@ -18,8 +18,9 @@ supervises them. A request costs ~0.2 ms of model time, so it runs inline on the
 Measured at 500 req/s next to locust on the 2-core machine (server CPU per request): this server
 0.35-0.5 ms, uvicorn + httptools + uvloop about the same, gunicorn sync or gthread workers
 0.6-0.9 ms; the percentiles were set by whatever else ran on the machine more than by the stack,
-so the one without dependencies won. It is a local test and benchmark server (loopback by
-default), not the production path: SageMaker serves the same handler with its own model server.
+so the one without dependencies won here. It is a local test and benchmark server (loopback by
+default), not the production path: SageMaker serves the same handler with its own model server,
+or, in the project's serving image, ``ServingApp`` under uvicorn (``serving/serve.py``).
 
     python -m serving.server --model-dir .work/pipeline-local/model [--port 8080] [--host 127.0.0.1]
 
