@@ -12,8 +12,6 @@ the shipped configuration:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -21,15 +19,12 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
-from data_lake.infrastructure import StatePolicy
 from infra.app_builder import load_cdk_json_context
 from infra.compliance import Finding, findings
 from infra.config import CONTEXT_KEY, StageConfig, load_config
 from stacks.deployment_stack import DeploymentStack
 from stacks.stateful_stack import StatefulStack
-
-ACCOUNT = "111111111111"
-REGION = "us-east-1"
+from tests.stage_parts import in_test_account, resolved_definition, stateful_stage
 
 
 @dataclass(frozen=True)
@@ -59,20 +54,8 @@ def synthesized_stages() -> dict[str, SynthesizedStage]:
     app = cdk.App(context=context)
     built: dict[str, tuple[StageConfig, cdk.Stage, StatefulStack, DeploymentStack]] = {}
     for kind, env_name in (("serverless", "dev"), ("instances", "prod")):
-        stage_config = by_env[env_name]
-        stage_config = dataclasses.replace(
-            stage_config,
-            environment=dataclasses.replace(stage_config.environment, account=ACCOUNT),
-        )
-        stage = cdk.Stage(
-            app, stage_config.stage_id, env=cdk.Environment(account=ACCOUNT, region=REGION)
-        )
-        stateful = StatefulStack(
-            stage,
-            "Stateful",
-            config=stage_config,
-            state=StatePolicy(removal_policy=cdk.RemovalPolicy.RETAIN, auto_delete_objects=False),
-        )
+        stage_config = in_test_account(by_env[env_name])
+        stage, stateful = stateful_stage(app, stage_config.stage_id, stage_config)
         stack = DeploymentStack(
             stage,
             "Deployment",
@@ -96,12 +79,7 @@ def synthesized_stages() -> dict[str, SynthesizedStage]:
 def state_machine_definition(stage: SynthesizedStage, resolve: Any) -> dict[str, Any]:
     """The synthesized ASL with every CloudFormation token replaced by ``resolve(token)``."""
     (machine,) = stage.resources("AWS::StepFunctions::StateMachine").values()
-    body = machine["Properties"]["DefinitionString"]
-    if isinstance(body, str):
-        return dict(json.loads(body))
-    separator, parts = body["Fn::Join"]
-    assert separator == ""
-    return dict(json.loads("".join(p if isinstance(p, str) else resolve(p) for p in parts)))
+    return resolved_definition(machine, resolve)
 
 
 def unresolved_definition(stage: SynthesizedStage) -> dict[str, Any]:

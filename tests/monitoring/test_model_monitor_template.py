@@ -21,18 +21,14 @@ import pytest
 from aws_cdk.assertions import Template
 from moto import mock_aws
 
-from data_lake.infrastructure import StatePolicy
 from infra.app_builder import load_cdk_json_context
 from infra.cfn_hygiene import drop_redundant_role_dependencies
 from infra.compliance import Finding, findings
 from infra.config import CONTEXT_KEY, MonitoringConfig, StageConfig, load_config
 from monitoring.model_monitor import ModelMonitorBackend, analyzer_image_uri
 from stacks.model_build_stack import ModelBuildStack
-from stacks.operations_stack import OperationsStack
-from stacks.stateful_stack import StatefulStack
+from tests.stage_parts import ACCOUNT, REGION, operations_stack, stateful_stage
 
-ACCOUNT = "111111111111"
-REGION = "us-east-1"
 GROUND_TRUTH = "s3://mlops-staging-labels/ground-truth/"
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sagemaker_endpoint_state_change.json"
 
@@ -65,13 +61,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     )
     config = dataclasses.replace(staging, environment=env)
     app = cdk.App(context=context, outdir=str(tmp_path_factory.mktemp("mm-cdk-out")))
-    stage = cdk.Stage(app, config.stage_id, env=cdk.Environment(account=ACCOUNT, region=REGION))
-    stateful = StatefulStack(
-        stage,
-        "Stateful",
-        config=config,
-        state=StatePolicy(removal_policy=cdk.RemovalPolicy.RETAIN, auto_delete_objects=False),
-    )
+    stage, stateful = stateful_stage(app, config.stage_id, config)
     lake = stateful.lake
     model_build = ModelBuildStack(
         stage,
@@ -82,18 +72,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
         artifacts_bucket=lake.artifacts_bucket,
         model_package_group_name=stateful.registry.group_name,
     )
-    stack = OperationsStack(
-        stage,
-        "Operations",
-        config=config,
-        key=lake.key,
-        raw_bucket=lake.raw_bucket,
-        curated_bucket=lake.curated_bucket,
-        artifacts_bucket=lake.artifacts_bucket,
-        etl_job_name=lake.etl_job_name,
-        crawler_name=str(lake.crawler.name),
-        database_name=lake.database_name,
-        pipeline_name=model_build.model_build.pipeline_name,
+    stack = operations_stack(
+        stage, stateful, config, pipeline_name=model_build.model_build.pipeline_name
     )
     backend = stack.model_monitor
     assert backend is not None and stack.drift_monitoring is None

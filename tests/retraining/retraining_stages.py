@@ -10,8 +10,6 @@ bucket) and a stack holding an operations topic (SSE-KMS with the data key) and
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -21,16 +19,14 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk.assertions import Template
 
-from data_lake.infrastructure import StatePolicy
 from infra.app_builder import load_cdk_json_context
 from infra.compliance import Finding, acknowledge, findings
 from infra.config import CONTEXT_KEY, StageConfig, load_config
 from ingestion.infrastructure import CURATED_PREFIX
 from retraining.infrastructure import Retraining
-from stacks.stateful_stack import StatefulStack
-
-ACCOUNT = "111111111111"
-REGION = "us-east-1"
+from tests.stage_parts import ACCOUNT as ACCOUNT
+from tests.stage_parts import REGION as REGION
+from tests.stage_parts import in_test_account, resolved_definition, stateful_stage
 
 
 @dataclass(frozen=True)
@@ -61,20 +57,8 @@ def synthesized_retraining() -> dict[str, SynthesizedRetraining]:
     app = cdk.App(context=context)
     built = {}
     for env_name in ("staging", "dev"):
-        stage_config = by_env[env_name]
-        stage_config = dataclasses.replace(
-            stage_config,
-            environment=dataclasses.replace(stage_config.environment, account=ACCOUNT),
-        )
-        stage = cdk.Stage(
-            app, stage_config.stage_id, env=cdk.Environment(account=ACCOUNT, region=REGION)
-        )
-        stateful = StatefulStack(
-            stage,
-            "Stateful",
-            config=stage_config,
-            state=StatePolicy(removal_policy=cdk.RemovalPolicy.RETAIN, auto_delete_objects=False),
-        )
+        stage_config = in_test_account(by_env[env_name])
+        stage, stateful = stateful_stage(app, stage_config.stage_id, stage_config)
         stack = cdk.Stack(stage, "Operations")
         lake = stateful.lake
         topic = sns.Topic(stack, "Topic", master_key=lake.key, enforce_ssl=True)
@@ -111,9 +95,4 @@ def synthesized_retraining() -> dict[str, SynthesizedRetraining]:
 
 def state_machine_definition(stage: SynthesizedRetraining, resolve: Any) -> dict[str, Any]:
     """The synthesized ASL with every CloudFormation token replaced by ``resolve(token)``."""
-    body = stage.one("AWS::StepFunctions::StateMachine")["Properties"]["DefinitionString"]
-    if isinstance(body, str):
-        return dict(json.loads(body))
-    separator, parts = body["Fn::Join"]
-    assert separator == ""
-    return dict(json.loads("".join(p if isinstance(p, str) else resolve(p) for p in parts)))
+    return resolved_definition(stage.one("AWS::StepFunctions::StateMachine"), resolve)

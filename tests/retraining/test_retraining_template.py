@@ -284,11 +284,9 @@ def test_security_gate_has_no_findings(
 
 
 def test_retraining_disabled_in_config_builds_none_of_it() -> None:
-    from data_lake.infrastructure import StatePolicy
     from infra.app_builder import load_cdk_json_context
     from infra.config import CONTEXT_KEY, load_config
-    from stacks.operations_stack import OperationsStack
-    from stacks.stateful_stack import StatefulStack
+    from tests.stage_parts import operations_stack, stateful_stage
 
     context = load_cdk_json_context()
     config = load_config(context[CONTEXT_KEY]).stages_for_branch("main")[0]
@@ -300,28 +298,8 @@ def test_retraining_disabled_in_config_builds_none_of_it() -> None:
         monitoring=dataclasses.replace(config.environment.monitoring, backend="off"),
     )
     config = dataclasses.replace(config, environment=environment)
-    env = cdk.Environment(account=ACCOUNT, region=REGION)
-    stage = cdk.Stage(cdk.App(context=context), "S", env=env)
-    stateful = StatefulStack(
-        stage,
-        "Stateful",
-        config=config,
-        state=StatePolicy(removal_policy=cdk.RemovalPolicy.RETAIN, auto_delete_objects=False),
-    )
-    lake = stateful.lake
-    operations = OperationsStack(
-        stage,
-        "Operations",
-        config=config,
-        key=lake.key,
-        raw_bucket=lake.raw_bucket,
-        curated_bucket=lake.curated_bucket,
-        artifacts_bucket=lake.artifacts_bucket,
-        etl_job_name=lake.etl_job_name,
-        crawler_name=str(lake.crawler.name),
-        database_name=lake.database_name,
-        pipeline_name=config.naming.pipeline,
-    )
+    stage, stateful = stateful_stage(cdk.App(context=context), "S", config)
+    operations = operations_stack(stage, stateful, config, pipeline_name=config.naming.pipeline)
     assert operations.retraining is None
     template = Template.from_stack(operations).to_json()
     names = json.dumps(template)
