@@ -201,9 +201,10 @@ class ServingImage(Construct):
         self._acknowledge()
 
     def grant_pull(self, grantee: iam.IGrantable) -> None:
-        """Pull access to the stage's serving repository, that repository only (SageMaker checks
-        a model package's image when it registers it). ``ecr:GetAuthorizationToken`` is the
-        grantee's own business (the pipeline role has it for its job images)."""
+        """Pull access to the stage's serving repository, that repository only: for the role
+        that registers model packages naming the image, in case SageMaker checks the image with
+        the caller's permissions then. ``ecr:GetAuthorizationToken`` is the grantee's own
+        business (the pipeline role has it for its job images)."""
         iam.Grant.add_to_principal(
             grantee=grantee,
             actions=["ecr:BatchCheckLayerAvailability", *PULL_ACTIONS],
