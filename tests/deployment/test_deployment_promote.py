@@ -19,6 +19,7 @@ from moto import mock_aws
 from deployment import promote
 from lambdas.deploy_plan import handler as plan
 from tests.botocore_shapes import validate
+from tests.served_version import serve_version
 
 REGION = "us-east-1"
 NAMES = promote.PromotionNames.for_project("mlops", target_bucket="prod-artifacts")
@@ -114,29 +115,8 @@ def _register(
 
 
 def _serve(sagemaker: Any, arn: str, tag: str | None = None) -> None:
-    sagemaker.create_model(
-        ModelName="mlops-staging-deploy-v1-aaaa",
-        PrimaryContainer={"ModelPackageName": arn},
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/model",
-    )
-    sagemaker.create_endpoint_config(
-        EndpointConfigName="mlops-staging-deploy-v1-aaaa",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": "mlops-staging-deploy-v1-aaaa",
-                "InstanceType": "ml.m5.large",
-                "InitialInstanceCount": 1,
-            }
-        ],
-    )
-    endpoint = sagemaker.create_endpoint(
-        EndpointName=NAMES.source_endpoint, EndpointConfigName="mlops-staging-deploy-v1-aaaa"
-    )
-    sagemaker.add_tags(
-        ResourceArn=endpoint["EndpointArn"],
-        Tags=[{"Key": "model-package-arn", "Value": tag or arn}],
-    )
+    name = "mlops-staging-deploy-v1-aaaa"
+    serve_version(sagemaker, arn, endpoint=NAMES.source_endpoint, name=name, tag=tag)
 
 
 #: The CreateModelPackage requests the tool sent (validated by the fixture).

@@ -15,6 +15,7 @@ from deployment import promote
 from infra.config import load_config
 from promotion.commands import PipelineNames
 from tests.conftest import EPHEMERAL_STAGE, resources_of_type
+from tests.served_version import serve_version
 
 REGION = "us-east-1"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
@@ -207,29 +208,7 @@ def promoted(moto_aws: None) -> Iterator[dict[str, set[str]]]:
             }
         },
     )["ModelPackageArn"]
-    sagemaker.create_model(
-        ModelName="mlops-staging-deploy-v1",
-        PrimaryContainer={"ModelPackageName": arn},
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/model",
-    )
-    sagemaker.create_endpoint_config(
-        EndpointConfigName="mlops-staging-deploy-v1",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": "mlops-staging-deploy-v1",
-                "InstanceType": "ml.m5.large",
-                "InitialInstanceCount": 1,
-            }
-        ],
-    )
-    endpoint = sagemaker.create_endpoint(
-        EndpointName=names.source_endpoint, EndpointConfigName="mlops-staging-deploy-v1"
-    )
-    sagemaker.add_tags(
-        ResourceArn=endpoint["EndpointArn"],
-        Tags=[{"Key": promote.PACKAGE_TAG, "Value": arn}],
-    )
+    serve_version(sagemaker, arn, endpoint=names.source_endpoint, name="mlops-staging-deploy-v1")
     source, target = boto3.Session(region_name=REGION), boto3.Session(region_name=REGION)
     recorded = _Recorder(source), _Recorder(target)
     result = promote.promote(arn, source=source, target=target, names=names)
