@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from definition_steps import all_steps
 from pipeline_schema import (
     NEWER_TOP_LEVEL_KEYS,
     SCHEMA_GAPS,
@@ -121,17 +122,6 @@ def built(request: pytest.FixtureRequest, builds: Builds) -> Built:
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-
-def all_steps(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every step by name, the condition's branches included (in definition order)."""
-    found: dict[str, dict[str, Any]] = {}
-    for step in doc["Steps"]:
-        found[step["Name"]] = step
-        if step["Type"] == "Condition":
-            for branch in ("IfSteps", "ElseSteps"):
-                found.update({s["Name"]: s for s in step["Arguments"][branch]})
-    return found
 
 
 def walk(node: Any) -> Iterator[tuple[str, Any]]:

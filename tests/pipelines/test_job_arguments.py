@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from botocore.model import Shape
+from definition_steps import all_steps
 
 from pipelines.model_build import contract as c
 from pipelines.model_build import definition as d
@@ -151,16 +152,6 @@ class Execution:
         if step["Type"] in NAME_MEMBER:
             request[NAME_MEMBER[step["Type"]]] = generated_job_name(step)
         return request
-
-
-def all_steps(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for step in doc["Steps"]:
-        found[step["Name"]] = step
-        if step["Type"] == "Condition":
-            for branch in ("IfSteps", "ElseSteps"):
-                found.update({s["Name"]: s for s in step["Arguments"][branch]})
-    return found
 
 
 def errors_of(doc: dict[str, Any]) -> dict[str, list[str]]:
