@@ -144,3 +144,23 @@ def test_the_images_python_imports_nothing_outside_its_context(path: str) -> Non
             assert any(c == module or c.startswith(module + ".") for c in in_context), module
         elif top not in allowed_packages:
             assert top in sys.stdlib_module_names, module
+
+
+def test_the_workflow_builds_the_staged_context_and_runs_the_contract_tests_on_the_container():
+    import yaml
+
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/serving-image.yml").read_text())
+    assert workflow["permissions"] == {"contents": "read"}
+    (job,) = workflow["jobs"].values()
+    runs = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "python -m serving.image_context" in runs
+    assert '-f "$RUNNER_TEMP/context/serving/image/Dockerfile" "$RUNNER_TEMP/context"' in runs
+    assert ".venv-tools/bin/hadolint serving/image/Dockerfile" in runs
+    assert '-v "$RUNNER_TEMP/model:/opt/ml/model:ro" "$IMAGE" serve' in runs
+    assert "-p 8080:8080" in runs and "State.Health.Status" in runs
+    (tests,) = [s for s in job["steps"] if "test_contract.py" in s.get("run", "")]
+    assert tests["env"]["SERVING_CONTRACT_URL"] == "http://127.0.0.1:8080"
+    assert "SERVING_CONTRACT_MODEL_DIR=" in tests["run"]
+    # the steps that need the container come after the one that starts it
+    names = [s.get("name", "") for s in job["steps"]]
+    assert names.index(tests["name"]) > next(i for i, n in enumerate(names) if "Start it" in n)
