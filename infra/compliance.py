@@ -103,6 +103,16 @@ def acknowledge_all(construct: IConstruct, finding_ids: Iterable[str], reason: s
     _record(construct, [_acknowledgment(finding_id, reason) for finding_id in finding_ids])
 
 
+def acknowledge_basic_execution_role(role: IConstruct) -> None:
+    """A Lambda function's role with the AWS-managed AWSLambdaBasicExecutionRole policy."""
+    acknowledge(
+        role,
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+        "AWSLambdaBasicExecutionRole]",
+        "The AWS-managed basic execution policy only lets the function write its own logs.",
+    )
+
+
 S3_GRANT_ACTIONS = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*")
 KMS_GRANT_ACTIONS = ("kms:ReEncrypt*", "kms:GenerateDataKey*")
 

@@ -40,7 +40,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.compliance import acknowledge, skip_checkov
+from infra.compliance import acknowledge, acknowledge_basic_execution_role, skip_checkov
 from infra.config import RetrainingConfig
 from infra.log_retention import encrypted_log_group
 from infra.naming import EVENT_RULE_MAX, STATE_MACHINE_MAX, Naming
@@ -492,12 +492,7 @@ class Retraining(Construct):
     def _acknowledge_function(self, function: lambda_.Function) -> None:
         role = function.role
         assert role is not None
-        acknowledge(
-            role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSLambdaBasicExecutionRole]",
-            "The AWS-managed basic execution policy only lets the function write its own logs.",
-        )
+        acknowledge_basic_execution_role(role)
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",

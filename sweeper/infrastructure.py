@@ -42,7 +42,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.compliance import acknowledge, acknowledge_all
+from infra.compliance import acknowledge, acknowledge_all, acknowledge_basic_execution_role
 from infra.config import DEPLOYED_BY_BRANCH_TAG, EPHEMERAL_TTL_TAG
 from infra.log_retention import encrypted_log_group
 from infra.naming import Naming
@@ -236,12 +236,7 @@ class BranchSweeper(Construct):
             "CDK writes the role's statements into its own policy; a managed policy would be "
             "attached to this one role only."
         )
-        acknowledge(
-            role,
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSLambdaBasicExecutionRole]",
-            "The AWS-managed basic execution policy only lets the function write its own logs.",
-        )
+        acknowledge_basic_execution_role(role)
         acknowledge(
             role,
             "AwsSolutions-IAM5[Resource::*]",
