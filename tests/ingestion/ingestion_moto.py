@@ -8,8 +8,9 @@ and nowhere else:
 * Rendering: the definition's CloudFormation tokens become the moto resources' values (the
   partition, the operations topic's ARN, the curated bucket's name); the stage account becomes
   moto's account. Nothing else in the definition is changed except:
-* Waits and retry intervals: the quiet period is shortened to :data:`QUIET_SECONDS`, the crawler
-  poll and the Glue concurrency retry to one second (moto really waits).
+* Waits and retry intervals: the quiet period is shortened to :data:`QUIET_SECONDS` (a burst's
+  executions all start within it), the crawler poll to none (every GetCrawler still runs) and
+  the Glue concurrency retry to one second, the least ASL allows (moto really waits).
 * AWS SDK integrations: Step Functions takes their parameters in PascalCase and returns their
   results in PascalCase even where the API is camelCase (Step Functions' own ``listExecutions``:
   ``StateMachineArn`` in, ``Executions[].ExecutionArn`` out; AWS's "Learning to use AWS service
@@ -56,7 +57,7 @@ from tests.conftest import resources_of_type
 MOTO_ACCOUNT = "123456789012"
 STAGE_ACCOUNT = "111111111111"
 REGION = "us-east-1"
-QUIET_SECONDS = 2
+QUIET_SECONDS = 1
 CURATED_BUCKET = "mlops-dev-curated"
 RAW_BUCKET = "mlops-dev-raw"
 
@@ -135,7 +136,7 @@ def render_definition(template: dict[str, Any], topic_arn: str) -> dict[str, Any
     definition: dict[str, Any] = json.loads("".join(parts).replace(STAGE_ACCOUNT, MOTO_ACCOUNT))
     states = definition["States"]
     states["QuietPeriod"]["Seconds"] = QUIET_SECONDS
-    states["WaitForCrawler"]["Seconds"] = 1
+    states["WaitForCrawler"]["Seconds"] = 0  # every poll still runs; moto really waits
     for retry in states["RunEtl"]["Retry"]:
         retry["IntervalSeconds"] = 1
     return definition
