@@ -137,7 +137,7 @@ def test_suite() -> tuple[float, str]:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-n", "2", "-q", "-p", "no:cacheprovider"],
         cwd=REPO_ROOT,
-        env=tool_env(),
+        env=tool_env() | {"PYTHONDONTWRITEBYTECODE": ""},  # as `make test` runs it
         capture_output=True,
         text=True,
     )

@@ -181,6 +181,35 @@ def cache_asl_parse_trees() -> None:
     parser.parse = staticmethod(parse)  # type: ignore[method-assign]
 
 
+_SHARED_RSA: list[Any] = []
+
+
+def share_symmetric_keys_rsa() -> None:
+    """moto gives every KMS key a freshly generated 2048-bit RSA private key, symmetric keys
+    included (the fallback branch of ``moto.kms.utils.generate_private_key``): about 0.1 s of
+    CPU per CreateKey. A symmetric key never uses it (Sign, Verify and GetPublicKey need an
+    asymmetric KeySpec), so symmetric keys share one; asymmetric specs still get their own."""
+    from moto.kms import models, utils
+
+    if getattr(models.generate_private_key, "shares_rsa", False):
+        return
+    generate = utils.generate_private_key
+    asymmetric = {"RSA_2048", "RSA_3072", "RSA_4096", *utils.KeySpec.ecc_key_specs()}
+
+    def generate_private_key(key_spec: str) -> Any:
+        if key_spec in asymmetric:
+            return generate(key_spec)
+        if not _SHARED_RSA:
+            _SHARED_RSA.append(generate(key_spec))
+        return _SHARED_RSA[0]
+
+    generate_private_key.shares_rsa = True  # type: ignore[attr-defined]
+    models.generate_private_key = generate_private_key  # type: ignore[assignment]
+
+
+share_symmetric_keys_rsa()  # every mock_aws of the session, the fixture's or a test's own
+
+
 @pytest.fixture
 def moto_aws(aws_env: None) -> Iterator[None]:
     """moto with real execution of state machines. The boto3 default session is kept between
@@ -189,6 +218,11 @@ def moto_aws(aws_env: None) -> Iterator[None]:
     from moto import mock_aws
 
     cache_asl_parse_trees()
+    from moto.moto_api._internal import mock_random
+
+    # moto's ids (KMS key ids, ...) the same in every test: a definition that embeds one renders
+    # to the same text each time, so its cached parse tree is reused (moto's documented seeding).
+    mock_random.seed(0)
 
     with mock_aws(
         config={
