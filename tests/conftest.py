@@ -4,6 +4,7 @@ branch so the shared dev/staging/prod stages and one ephemeral stage are all pre
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import socket
@@ -32,6 +33,17 @@ if not os.environ.get("PATH", "").startswith(_venv_bin):
 # session, which moto_aws keeps between tests) would reach AWS inside mock_aws. So moto is
 # imported before any session exists (moto's "import ordering" advice, moto/core/models.py).
 import moto.core.models  # noqa: E402, F401
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The cyclic garbage collector took about a fifth of the suite's CPU, mostly full
+    collections re-walking what lives all session (modules, botocore models, jsii proxies, moto
+    state). What collection imported is moved out of its sight (``gc.freeze``), and collections
+    run less often: measured on the workflow tests, collector CPU 10.6 s -> 4.7 s, full
+    collections 8.8 s -> 0.9 s, for about 0.9 GB peak memory per worker."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
 
 TEST_BRANCH = "feat/Some_Branch"
 EPHEMERAL_STAGE = "mlops-br-feat-some-branch"
@@ -102,6 +114,7 @@ def synthesized(
     with no_network() as attempts:
         result = synthesize(context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
     assert attempts == [], f"synth tried to reach the network: {attempts}"
+    gc.freeze()  # the synthesized app lives for the session: see pytest_collection_finish
     return result
 
 
