@@ -132,7 +132,9 @@ class PortReservation(socket.socket):
     which the first to wake takes a burst: with one shared socket, one of two workers held 35
     of locust's 50 connections here, and its queue set the p99. This socket itself is bound
     with ``SO_REUSEPORT`` but never listens (a listening one would get a share of the
-    connections that no worker accepts); it keeps the port, also when ``--port 0`` chose it.
+    connections that no worker accepts); it keeps the port, also when ``--port 0`` chose it. A
+    worker that dies takes its socket along (connections still in its backlog are reset, as
+    with any SO_REUSEPORT listener); its replacement binds a new one and listens once loaded.
     """
 
     def __reduce_ex__(self, protocol: SupportsIndex) -> tuple[Any, ...]:

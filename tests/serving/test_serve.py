@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing.reduction
+import os
 import signal
 import socket
 from pathlib import Path
@@ -106,15 +107,34 @@ def test_the_port_reservation_reaches_a_worker_as_a_socket_of_its_own() -> None:
         reservation.close()
 
 
-def test_two_workers_listen_each_on_its_own_socket_and_stop_on_sigterm(model_dir: Path) -> None:
+def workers_of(supervisor: int) -> list[int]:
+    """The worker processes (not multiprocessing's resource tracker, also a child)."""
+    return [
+        pid
+        for pid in children(supervisor)
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def test_two_workers_listen_each_on_its_own_socket_a_dead_one_is_replaced_sigterm_stops_all(
+    model_dir: Path,
+) -> None:
     process, url = start_image_server(model_dir, workers=2)
     try:
         port = int(url.rsplit(":", 1)[1])
         assert listening_sockets(port) == 2
-        spawned = children(process.pid)  # the workers and multiprocessing's resource tracker
-        workers = [p for p in spawned if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-        assert len(workers) == 2
+        first, second = workers_of(process.pid)
         assert serve.healthcheck(port) == 0
+        os.kill(first, signal.SIGKILL)  # uvicorn's supervisor spawns a replacement ...
+        wait_until(
+            lambda: len(workers_of(process.pid)) == 2 and first not in workers_of(process.pid),
+            DEADLINE,
+            "a replacement worker",
+        )
+        # ... which gets a socket of its own from the reservation and listens once loaded
+        wait_until(lambda: listening_sockets(port) == 2, DEADLINE, "the replacement listening")
+        spawned = children(process.pid)
+        assert second in workers_of(process.pid)
         process.send_signal(signal.SIGTERM)
         assert process.wait(DEADLINE) == 0
         wait_until(lambda: not [p for p in spawned if alive(p)], DEADLINE, "workers exit")
