@@ -297,31 +297,10 @@ def test_promoted_artifacts_prefix_is_the_one_the_stacks_grant() -> None:
 
 def _serve_instead(sagemaker: Any, arn: str) -> None:
     """The staging endpoint updated to serve ``arn`` (as the deployment workflow does)."""
-    name = "mlops-staging-deploy-v2-bbbb"
-    sagemaker.create_model(
-        ModelName=name,
-        PrimaryContainer={"ModelPackageName": arn},
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/model",
-    )
-    sagemaker.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InstanceType": "ml.m5.large",
-                "InitialInstanceCount": 1,
-            }
-        ],
-    )
     # moto has no UpdateEndpoint: the endpoint again, on the new config
     sagemaker.delete_endpoint(EndpointName=NAMES.source_endpoint)
-    endpoint = sagemaker.create_endpoint(
-        EndpointName=NAMES.source_endpoint, EndpointConfigName=name
-    )
-    sagemaker.add_tags(
-        ResourceArn=endpoint["EndpointArn"], Tags=[{"Key": "model-package-arn", "Value": arn}]
-    )
+    name = "mlops-staging-deploy-v2-bbbb"
+    serve_version(sagemaker, arn, endpoint=NAMES.source_endpoint, name=name)
 
 
 def _promoted_uri(source: str) -> str:
