@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -383,9 +384,11 @@ def run_round(
     try:
         code = process.wait(run_time + 60)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
         raise BenchError(f"locust did not finish ({stack}, round {number})") from None
+    finally:  # also on Ctrl-C: no locust outlives the bench
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     if code not in (0, 1) or not step_file.is_file():  # 1: failed requests, judged per step
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise BenchError(f"locust exited with {code} ({stack}, round {number}):\n{tail}")
@@ -394,10 +397,13 @@ def run_round(
 
 
 def bench(args: argparse.Namespace) -> int:
-    from serving.loadtest import check_and_warm_up
+    from serving.loadtest import STOP_SIGNALS, _raise_on_signal, check_and_warm_up
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     stacks: dict[str, Any] = {}
+    # SIGTERM/SIGHUP/SIGINT stop the run and both servers (SIGINT installed explicitly: a
+    # process started in the background inherits it ignored), as serving.loadtest does
+    previous = {sig: signal.signal(sig, _raise_on_signal) for sig in STOP_SIGNALS}
     try:
         model_dir, origin = prepare_model(args.model_dir, scratch)
         print(f"model: {origin}", flush=True)
@@ -445,6 +451,8 @@ def bench(args: argparse.Namespace) -> int:
     finally:
         for stack in stacks.values():
             stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         shutil.rmtree(scratch, ignore_errors=True)
 
 
