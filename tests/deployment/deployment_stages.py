@@ -24,6 +24,7 @@ from infra.compliance import Finding, findings
 from infra.config import CONTEXT_KEY, StageConfig, load_config
 from stacks.deployment_stack import DeploymentStack
 from stacks.stateful_stack import StatefulStack
+from tests.conftest import resources_of_type
 from tests.stage_parts import in_test_account, resolved_definition, stateful_stage
 
 
@@ -39,11 +40,7 @@ class SynthesizedStage:
     findings: list[Finding]
 
     def resources(self, resource_type: str) -> dict[str, Any]:
-        return {
-            logical_id: resource
-            for logical_id, resource in self.template_json["Resources"].items()
-            if resource["Type"] == resource_type
-        }
+        return resources_of_type(self.template_json, resource_type)
 
 
 @cache

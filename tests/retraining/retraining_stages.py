@@ -24,6 +24,7 @@ from infra.compliance import Finding, acknowledge, findings
 from infra.config import CONTEXT_KEY, StageConfig, load_config
 from ingestion.infrastructure import CURATED_PREFIX
 from retraining.infrastructure import Retraining
+from tests.conftest import resources_of_type
 from tests.stage_parts import ACCOUNT as ACCOUNT
 from tests.stage_parts import REGION as REGION
 from tests.stage_parts import in_test_account, resolved_definition, stateful_stage
@@ -38,11 +39,7 @@ class SynthesizedRetraining:
     findings: list[Finding]
 
     def resources(self, resource_type: str) -> dict[str, Any]:
-        return {
-            logical_id: resource
-            for logical_id, resource in self.template_json["Resources"].items()
-            if resource["Type"] == resource_type
-        }
+        return resources_of_type(self.template_json, resource_type)
 
     def one(self, resource_type: str) -> dict[str, Any]:
         (resource,) = self.resources(resource_type).values()
