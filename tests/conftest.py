@@ -100,6 +100,10 @@ def definition_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return session_shared_dir(tmp_path_factory, "pipeline-definitions")
 
 
+#: What the session synth took from the definition cache: "memory", "disk", "rendered", "stored".
+SESSION_SYNTH_CACHE_STATS: dict[str, int] = {}
+
+
 @pytest.fixture(scope="session")
 def synthesized(
     cdk_context: dict[str, Any],
@@ -108,12 +112,15 @@ def synthesized(
 ) -> Any:
     """Synthesized once, with the network refused: synth is hermetic or this fixture fails."""
     from infra.app_builder import synthesize
-    from pipelines.model_build.definition_cache import CONTEXT_KEY
+    from pipelines.model_build.definition_cache import CONTEXT_KEY, cache_for
 
     context = dict(cdk_context, branch=TEST_BRANCH, **{CONTEXT_KEY: str(definition_cache_dir)})
+    before = dict(cache_for(definition_cache_dir).stats)  # other apps of this worker use it too
     with no_network() as attempts:
         result = synthesize(context, outdir=str(tmp_path_factory.mktemp("cdk.out")))
     assert attempts == [], f"synth tried to reach the network: {attempts}"
+    after = cache_for(definition_cache_dir).stats
+    SESSION_SYNTH_CACHE_STATS.update({k: after[k] - before.get(k, 0) for k in after})
     gc.freeze()  # the synthesized app lives for the session: see pytest_collection_finish
     return result
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from definition_steps import all_steps
 from pipeline_schema import (
     NEWER_TOP_LEVEL_KEYS,
     SCHEMA_GAPS,
@@ -24,6 +23,7 @@ from pipeline_schema import (
 
 from pipelines.model_build import contract as c
 from pipelines.model_build import definition as d
+from tests.pipelines.definition_steps import all_steps
 
 EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
 ROLE_TOKEN, BUCKET_TOKEN, RAW_TOKEN, KEY_TOKEN = (f"${{Token[TOKEN.{i}]}}" for i in (1, 2, 3, 4))

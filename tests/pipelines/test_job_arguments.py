@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 from botocore.model import Shape
-from definition_steps import all_steps
 
 from pipelines.model_build import contract as c
 from pipelines.model_build import definition as d
 from tests.botocore_shapes import service_model, validate
 from tests.conftest import EPHEMERAL_STAGE, SHARED_STAGES, resources_of_type
+from tests.pipelines.definition_steps import all_steps
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
