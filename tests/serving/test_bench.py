@@ -63,8 +63,10 @@ def test_percentile_is_nearest_rank() -> None:
 
 def test_held_rate_is_the_highest_held_step() -> None:
     assert Round("image", 1, [step(500, True), step(750, True), step(1000, False)]).held_rate == 750
-    # one disturbed step does not cap the round
-    assert Round("aws", 1, [step(500, False), step(750, True), step(1000, False)]).held_rate == 750
+    # one disturbed step does not cap the round; the stricter reading stops there
+    steps = [step(500, True), step(750, False), step(1000, True), step(1250, False)]
+    bumpy = Round("aws", 1, steps)
+    assert (bumpy.held_rate, bumpy.held_without_miss) == (1000, 500)
     assert Round("aws", 1, [step(500, False), step(750, False)]).held_rate == 0
     assert Round("aws", 1, []).held_rate == 0
 
@@ -93,11 +95,15 @@ def test_summary_is_the_median_over_rounds_and_the_ratio() -> None:
         Round("image", 3, [step(500, True), step(3000, True), step(3500, False)]),
         Round("aws", 3, [step(500, True), step(1000, True), step(1250, False)]),
     ]
+    rounds[0].steps.insert(1, step(750, False))  # a disturbed step: 3000 held, strictly 500
     summary = summarize(rounds)
     assert summary.held == {"image": 3000, "aws": 1000}
     assert summary.ratio == 3.0
+    assert summary.strict == {"image": 2500, "aws": 1000}
+    assert summary.strict_ratio == 2.5
     text = bench.render(rounds, summary, workers=2)
     assert "ratio image/aws: 3.00 (target >= 2: MET)" in text
+    assert "every lower step held too: image 2500, aws 1000 req/s, ratio 2.50" in text
     assert re.search(r"holds\s+3000 req/s at p99 <= 10 ms", text)
     assert "1250:1.0*" in text and "1250:50.0" in text  # every step, held ones starred
 
@@ -153,7 +159,9 @@ def test_a_tiny_run_of_both_stacks(model_dir: Path) -> None:
     assert re.search(r"^image: http://127\.0\.0\.1:\d+ \(1 workers", out, re.M)
     assert re.search(r"^aws: http://127\.0\.0\.1:\d+ \(1 workers", out, re.M)
     for stack in ("image", "aws"):
-        match = re.search(rf"^1\s+{stack}\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+40:([\d.]+)", out, re.M)
+        match = re.search(
+            rf"^1\s+{stack}\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+40:([\d.]+)", out, re.M
+        )
         assert match, out
-        assert 0 < float(match.group(2)) < 50  # server CPU ms per request: measured
+        assert 0 < float(match.group(3)) < 50  # server CPU ms per request: measured
     assert re.search(r"^ratio image/aws: ", out, re.M)
