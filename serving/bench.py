@@ -14,9 +14,11 @@ handler code as the Train step leaves it) with the same number of workers:
 Both servers start once; then ``--rounds`` rounds run them alternately (image first in odd
 rounds, aws first in even ones), each a single locust process (``serving/locustfile.py``'s
 ``LocalInvocationsUser``, the same mixed CSV/JSON payloads) stepping through ``--rates`` (req/s
-offered, ``--step-seconds`` each, the first ``--settle`` s of a step left out) and stopping
-after two consecutive steps that miss: p99 above 10 ms, a failed request, or less than 90% of
-the offered rate completed. A round's held rate is its highest held step.
+offered, ``--step-seconds`` each, the first ``--settle`` s of a step left out). A step misses
+with p99 above 10 ms, a failed request, or less than 90% of the offered rate completed; a
+missed rate is run once more (a burst of other work on the machine costs a rerun, not the
+rate), and the round stops after two rates in a row missed twice. A round's held rate is the
+highest rate held in one of its attempts.
 
 Printed: per round and stack the highest rate held (p99 <= 10 ms, zero failures) and the server's
 CPU per request (its process tree's CPU over the round / requests answered: independent of what
@@ -53,7 +55,8 @@ DEFAULT_WORKERS = 2
 MAX_P99_MS = 10.0
 USER_RATE = 20.0  # req/s per locust user (serving.loadtest's default)
 TARGET_RATIO = 2.0
-MISSES_TO_STOP = 2  # consecutive missed steps that end a round
+MISSES_TO_STOP = 2  # consecutive rates missed (twice each) that end a round
+ATTEMPTS = 2  # runs of a rate before it counts as missed
 STACKS = ("image", "aws")
 
 
@@ -127,10 +130,34 @@ def judge_step(
     )
 
 
-def goes_on(steps: Sequence[StepResult]) -> bool:
-    """Whether a round goes on after ``steps``: not after ``MISSES_TO_STOP`` misses in a row."""
-    recent = steps[-MISSES_TO_STOP:]
-    return len(recent) < MISSES_TO_STOP or any(step.held for step in recent)
+def by_rate(steps: Sequence[StepResult]) -> list[tuple[float, bool, int]]:
+    """(rate, held in any attempt, attempts) per rate, in the order run."""
+    grouped: list[tuple[float, bool, int]] = []
+    for step in steps:
+        if grouped and grouped[-1][0] == step.rate:
+            rate, held, attempts = grouped[-1]
+            grouped[-1] = (rate, held or step.held, attempts + 1)
+        else:
+            grouped.append((step.rate, step.held, 1))
+    return grouped
+
+
+def next_action(steps: Sequence[StepResult]) -> str:
+    """After ``steps``: ``"retry"`` the last rate (it missed once: one disturbance from other
+    processes costs a rerun, not the rate), go to the ``"next"`` rate, or ``"stop"`` after
+    ``MISSES_TO_STOP`` rates in a row missed in all their ``ATTEMPTS``."""
+    if not steps:
+        return "next"
+    rates = by_rate(steps)
+    _, held, attempts = rates[-1]
+    if not held and attempts < ATTEMPTS:
+        return "retry"
+    trailing = 0
+    for _, held, _ in reversed(rates):
+        if held:
+            break
+        trailing += 1
+    return "stop" if trailing >= MISSES_TO_STOP else "next"
 
 
 @dataclass
@@ -141,9 +168,8 @@ class Round:
 
     @property
     def held_rate(self) -> float:
-        """The highest rate of a held step (0 when none held). A lower step that missed does not
-        cap it: one disturbance (another process, a collection) costs that step, not the round;
-        the round itself stops after ``MISSES_TO_STOP`` consecutive misses."""
+        """The highest rate held in one of its attempts (0 when none held). A lower rate that
+        missed does not cap it; the round stops after ``MISSES_TO_STOP`` missed rates in a row."""
         return max((step.rate for step in self.steps if step.held), default=0.0)
 
     @property
@@ -151,10 +177,10 @@ class Round:
         """The stricter reading: the top of the leading run of held steps (every lower step
         held too). Printed beside ``held_rate``, with its own ratio."""
         held = 0.0
-        for step in self.steps:
-            if not step.held:
+        for rate, rate_held, _ in by_rate(self.steps):
+            if not rate_held:
                 break
-            held = step.rate
+            held = rate
         return held
 
     @property
@@ -221,7 +247,7 @@ def render(rounds: Sequence[Round], summary: Summary, workers: int) -> str:
         f"{workers} workers each, {os.cpu_count()} cores"
     )
     lines.append(
-        f"stricter, every lower step held too: image {summary.strict['image']:g}, "
+        f"stricter, every lower rate held too: image {summary.strict['image']:g}, "
         f"aws {summary.strict['aws']:g} req/s, ratio {summary.strict_ratio:.2f}"
     )
     return "\n".join(lines)
@@ -389,7 +415,7 @@ def run_round(
 ) -> Round:
     step_file = scratch / f"steps-{stack}-{number}.json"
     log = scratch / f"locust-{stack}-{number}.log"
-    run_time = math.ceil(len(rates) * step_seconds + 30)
+    run_time = math.ceil(ATTEMPTS * len(rates) * step_seconds + 30)  # a cap: the shape stops
     cmd = [
         *(sys.executable, "-m", "locust", "-f", LOCUSTFILES, "LocalInvocationsUser"),
         *("--headless", "--host", url, "--only-summary", "--loglevel", "WARNING"),

@@ -6,11 +6,11 @@ LocalInvocationsUser``), so both stacks get the same user. Each step holds ``use
 round(rate * 1.01 / --user-rate)`` users (the locustfile's open-loop pacing) for
 ``--step-seconds``; the first ``--step-settle`` seconds of a step (spawning) are left out of its
 window. At every step boundary the step just finished is judged with
-:func:`serving.bench.judge_step`; the run stops after two consecutive steps that miss (p99
-above ``--step-p99-ms``, any failure, or under 90% of the offered rate completed) or after the
-last rate. The server's CPU (its process tree,
-``--server-pid``) and locust's own are sampled at every boundary. ``--step-file`` receives
-the steps as JSON when the test stops.
+:func:`serving.bench.judge_step` (p99 above ``--step-p99-ms``, any failure, or under 90% of
+the offered rate completed: a miss); :func:`serving.bench.next_action` then reruns a missed
+rate once, goes on, or stops (two rates in a row missed twice, or after the last rate). The
+server's CPU (its process tree, ``--server-pid``) and locust's own are sampled at every
+boundary. ``--step-file`` receives the steps as JSON when the test stops.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 from locust import LoadTestShape, events
 
-from serving.bench import StepResult, goes_on, judge_step, tree_cpu_seconds
+from serving.bench import StepResult, judge_step, next_action, tree_cpu_seconds
 
 
 @events.init_command_line_parser.add_listener
@@ -60,7 +60,7 @@ def _on_request(response_time: float, exception: Any = None, **_kwargs: Any) -> 
 
 
 class SteppedRates(LoadTestShape):
-    """One step per ``--step-rates`` entry; stops at the first step that misses."""
+    """Steps through ``--step-rates`` as :func:`serving.bench.next_action` says."""
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -79,8 +79,8 @@ class SteppedRates(LoadTestShape):
         own = os.times()
         return server, own.user + own.system, len(RECORDS.records)
 
-    def _close_step(self, now: float) -> bool:
-        """Judge the step that just ended; False when the run stops here."""
+    def _close_step(self, now: float) -> str:
+        """Judge the step that just ended; what comes next (retry, next or stop)."""
         options = self._options()
         rates = [float(r) for r in options.step_rates.split(",") if r.strip()]
         server, own, count = self._sample()
@@ -98,7 +98,7 @@ class SteppedRates(LoadTestShape):
         )
         self.results.append(result)
         self._write()
-        return goes_on(self.results)
+        return next_action(self.results)
 
     def _users(self, rate: float) -> int:
         options = self._options()
@@ -116,10 +116,12 @@ class SteppedRates(LoadTestShape):
         rates = [float(r) for r in options.step_rates.split(",") if r.strip()]
         now = time.monotonic()
         if self._step < 0 or now - self._step_started >= options.step_seconds:
-            if self._step >= 0 and not self._close_step(now):
+            action = self._close_step(now) if self._step >= 0 else "next"
+            if action == "stop":
                 self._stopped = True
                 return None
-            self._step += 1
+            if action == "next":
+                self._step += 1
             if self._step >= len(rates):
                 self._stopped = True
                 return None

@@ -71,12 +71,23 @@ def test_held_rate_is_the_highest_held_step() -> None:
     assert Round("aws", 1, []).held_rate == 0
 
 
-def test_a_round_stops_after_two_misses_in_a_row() -> None:
-    assert bench.goes_on([])
-    assert bench.goes_on([step(500, False)])
-    assert bench.goes_on([step(500, True), step(750, False)])
-    assert bench.goes_on([step(500, False), step(750, True), step(1000, False)])
-    assert not bench.goes_on([step(500, True), step(750, False), step(1000, False)])
+def test_a_missed_rate_is_rerun_once_and_two_missed_rates_stop_the_round() -> None:
+    assert bench.next_action([]) == "next"
+    assert bench.next_action([step(500, True)]) == "next"
+    assert bench.next_action([step(500, False)]) == "retry"
+    assert bench.next_action([step(500, False), step(500, True)]) == "next"
+    assert bench.next_action([step(500, False), step(500, False)]) == "next"  # one missed rate
+    missed_twice = [step(500, True), step(750, False), step(750, False)]
+    assert bench.next_action([*missed_twice, step(1000, False)]) == "retry"
+    assert bench.next_action([*missed_twice, step(1000, False), step(1000, False)]) == "stop"
+    assert bench.next_action([*missed_twice, step(1000, False), step(1000, True)]) == "next"
+
+
+def test_attempts_are_grouped_by_rate() -> None:
+    steps = [step(500, True), step(750, False), step(750, True), step(1000, False)]
+    assert bench.by_rate(steps) == [(500, True, 1), (750, True, 2), (1000, False, 1)]
+    assert Round("image", 1, steps).held_rate == 750
+    assert Round("image", 1, steps).held_without_miss == 750  # 750 held on its rerun
 
 
 def test_cpu_per_request_is_over_the_whole_round() -> None:
@@ -103,7 +114,7 @@ def test_summary_is_the_median_over_rounds_and_the_ratio() -> None:
     assert summary.strict_ratio == 2.5
     text = bench.render(rounds, summary, workers=2)
     assert "ratio image/aws: 3.00 (target >= 2: MET)" in text
-    assert "every lower step held too: image 2500, aws 1000 req/s, ratio 2.50" in text
+    assert "every lower rate held too: image 2500, aws 1000 req/s, ratio 2.50" in text
     assert re.search(r"holds\s+3000 req/s at p99 <= 10 ms", text)
     assert "1250:1.0*" in text and "1250:50.0" in text  # every step, held ones starred
 
