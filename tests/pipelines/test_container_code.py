@@ -33,7 +33,7 @@ CONTAINER_CODE = {
     },
     "pipelines/model_build/model_code/model_format.py": {"numpy", "xgboost"},
     "pipelines/model_build/model_code/inference.py": {
-        "numpy", "model_format", "data_capture", "online_features",
+        "numpy", "xgboost", "model_format", "data_capture", "online_features",
     },
     # boto3 1.17.52 / botocore 1.20.52 in the XGBoost image (serving/container-requirements.txt)
     "pipelines/model_build/model_code/data_capture.py": {"boto3", "botocore"},
