@@ -65,8 +65,12 @@ def variant(
     (stage_config,) = [s for s in config.stages_for_branch(BRANCH) if s.is_ephemeral]
     app = cdk.App(context=context, outdir=str(tmp_path_factory.mktemp("byoc.out")))
     stage = stage_class(stage_config)(app, config=stage_config)
-    # A shared stage's repository (RETAIN), alone in its own small stack.
-    shared = cdk.Stack(app, "SharedRepository", env=cdk.Environment(account=ACCOUNT, region=REGION))
+    # A shared stage's repository (RETAIN), alone in its own small stack and app (synthesizing
+    # the stage's app again would cost about 1.5 s).
+    shared_app = cdk.App(outdir=str(tmp_path_factory.mktemp("byoc-shared.out")))
+    shared = cdk.Stack(
+        shared_app, "SharedRepository", env=cdk.Environment(account=ACCOUNT, region=REGION)
+    )
     serving.ServingRepository(
         shared,
         "ServingRepository",
@@ -82,7 +86,7 @@ def variant(
             artifact = assembly.get_stack_artifact(stack.artifact_id)
             templates[stack.node.id] = artifact.template
             files.append(Path(assembly.directory) / artifact.template_file)
-    retained = app.synth().get_stack_by_name(shared.stack_name).template
+    retained = shared_app.synth().get_stack_by_name(shared.stack_name).template
     return Variant(found, Path(assembly.directory), templates, files, retained)
 
 
