@@ -151,12 +151,12 @@ def test_bad_arguments_exit_2_in_one_line(
 
 
 def test_a_tiny_run_of_both_stacks(model_dir: Path) -> None:
-    """One round, one 2-second step at 40 req/s: both servers start, locust runs the stepped
+    """One round, one 1-second step at 40 req/s: both servers start, locust runs the stepped
     shape against each, the steps come back and the summary is printed."""
     result = subprocess.run(
         [
             *(sys.executable, "-m", "serving.bench", "--model-dir", str(model_dir)),
-            *("--rounds", "1", "--rates", "40", "--step-seconds", "2", "--settle", "0.5"),
+            *("--rounds", "1", "--rates", "40", "--step-seconds", "1", "--settle", "0.2"),
             *("--workers", "1"),
         ],
         cwd=REPO_ROOT,
