@@ -358,7 +358,7 @@ def _worker_main(model_dir: Path, sock: socket.socket, supervisor: int) -> int:
 
     async def watch_parent() -> None:  # exit if the supervisor is gone
         while os.getppid() == supervisor:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.2)
         stop.set()
 
     async def main() -> None:
