@@ -258,23 +258,6 @@ def render(rounds: Sequence[Round], summary: Summary, workers: int) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` and all its live descendants (Linux /proc); 0 when unreadable."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    stack = [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks
-            for task in Path(f"/proc/{current}/task").iterdir():
-                stack += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, ValueError, IndexError):
-            continue
-    return total
-
-
 def listening_sockets(port: int) -> int:
     """How many TCP sockets listen on ``port`` (any address; Linux /proc/net/tcp and tcp6)."""
     count = 0

@@ -23,7 +23,8 @@ from typing import Any
 
 from locust import LoadTestShape, events
 
-from serving.bench import StepResult, judge_step, next_action, tree_cpu_seconds
+from serving.bench import StepResult, judge_step, next_action
+from serving.processes import tree_cpu_seconds
 
 
 @events.init_command_line_parser.add_listener

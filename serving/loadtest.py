@@ -60,6 +60,7 @@ from serving.payloads import (
     load_feature_rows,
     make_payload,
 )
+from serving.processes import tree_cpu_seconds
 from serving.server import LISTENING
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -293,22 +294,6 @@ class CpuMeter:
         self.pids = pids
         self.start = self._sample()
 
-    @staticmethod
-    def _tree_seconds(pid: int) -> float:
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        stack = [pid]
-        while stack:
-            current = stack.pop()
-            try:
-                fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-                for task in Path(f"/proc/{current}/task").iterdir():
-                    stack += [int(c) for c in (task / "children").read_text().split()]
-            except (OSError, ValueError, IndexError):
-                continue
-        return total
-
     def _sample(self) -> tuple[float, float, list[float]] | None:
         try:
             fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -316,7 +301,7 @@ class CpuMeter:
             return None
         ticks = os.sysconf("SC_CLK_TCK")
         busy = (sum(fields) - fields[3] - fields[4]) / ticks  # minus idle and iowait
-        return time.monotonic(), busy, [self._tree_seconds(p) for p in self.pids]
+        return time.monotonic(), busy, [tree_cpu_seconds(p) for p in self.pids]
 
     def cores(self) -> tuple[float, list[float], float] | None:
         """(machine busy cores, [cores of each tree], seconds) since construction."""

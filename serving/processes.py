@@ -77,3 +77,20 @@ def stop_process_group(process: subprocess.Popen[str] | subprocess.Popen[bytes])
         os.killpg(pgid, signal.SIGKILL)
     process.wait()
     wait_until(lambda: not group_members(pgid), GONE_DEADLINE, f"process group {pgid} gone")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and all its live descendants (Linux /proc); 0 when unreadable."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
