@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
 from infra.compliance import acknowledge
+from infra.log_retention import encrypted_log_group
 from infra.naming import Naming
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
@@ -94,17 +95,14 @@ class DeploymentFunctions:
     notifications_key: kms.IKey
 
     def log_group(self, id_: str, name: str) -> logs.LogGroup:
-        group = logs.LogGroup(
+        return encrypted_log_group(
             self.scope,
             id_,
-            log_group_name=name,
-            encryption_key=self.key,
+            name=name,
+            key=self.key,
+            retention_days=self.log_retention_days,
             removal_policy=self.removal_policy,
         )
-        cfn = group.node.default_child
-        assert isinstance(cfn, logs.CfnLogGroup)
-        cfn.retention_in_days = self.log_retention_days
-        return group
 
     def function(
         self,

@@ -45,6 +45,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct, IConstruct
 
 from infra.compliance import acknowledge, acknowledge_all, skip_checkov
+from infra.log_retention import encrypted_log_group
 from infra.naming import STATE_MACHINE_MAX, Naming
 from infra.service_roles import role_for_source
 from monitoring.drift.metrics import DEFAULT_NAMESPACE
@@ -612,17 +613,14 @@ class DriftJobMonitoring(Construct):
     # ----------------------------------------------------------------------------------------
 
     def _log_group(self, id_: str, name: str) -> logs.LogGroup:
-        group = logs.LogGroup(
+        return encrypted_log_group(
             self,
             id_,
-            log_group_name=name,
-            encryption_key=self._key,
+            name=name,
+            key=self._key,
+            retention_days=self._log_retention_days,
             removal_policy=self._removal_policy,
         )
-        cfn = group.node.default_child
-        assert isinstance(cfn, logs.CfnLogGroup)
-        cfn.retention_in_days = self._log_retention_days
-        return group
 
     def _acknowledge(
         self,

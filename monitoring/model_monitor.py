@@ -37,12 +37,12 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.compliance import acknowledge, acknowledge_all, acknowledge_grant_actions, skip_checkov
+from infra.log_retention import encrypted_log_group
 from infra.naming import EVENT_RULE_MAX, Naming
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "monitor_sync"
@@ -211,16 +211,14 @@ class ModelMonitorBackend(Construct):
 
         # --- The Lambda that creates/updates the job definitions and schedules.
         function_name = naming.resource("model-monitor-sync", 64)
-        group = logs.LogGroup(
+        group = encrypted_log_group(
             self,
             "Logs",
-            log_group_name=f"/aws/lambda/{function_name}",
-            encryption_key=key,
+            name=f"/aws/lambda/{function_name}",
+            key=key,
+            retention_days=log_retention_days,
             removal_policy=removal_policy,
         )
-        cfn_group = group.node.default_child
-        assert isinstance(cfn_group, logs.CfnLogGroup)
-        cfn_group.retention_in_days = log_retention_days
         environment = {
             "ENDPOINT_NAME": endpoint_name,
             "MODEL_PACKAGE_GROUP_NAME": model_package_group_name,

@@ -27,10 +27,10 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.compliance import acknowledge_all, skip_checkov
+from infra.log_retention import encrypted_log_group
 from infra.naming import Naming
 from serving.image_context import CONTEXT_EXCLUDE, DOCKERFILE
 from serving.promoted_image import repository_name as repository_name
@@ -147,16 +147,14 @@ class ServingImage(Construct):
         )
 
         function_name = naming.resource("serving-image-copy", 64)
-        log_group = logs.LogGroup(
+        log_group = encrypted_log_group(
             self,
             "Logs",
-            log_group_name=f"/aws/lambda/{function_name}",
-            encryption_key=key,
+            name=f"/aws/lambda/{function_name}",
+            key=key,
+            retention_days=log_retention_days,
             removal_policy=removal_policy,
         )
-        cfn_log_group = log_group.node.default_child
-        assert isinstance(cfn_log_group, logs.CfnLogGroup)
-        cfn_log_group.retention_in_days = log_retention_days
         self.function = lambda_.Function(
             self,
             "Copy",
