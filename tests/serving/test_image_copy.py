@@ -109,6 +109,27 @@ def image(manifest: str, media_type: str, digest_: str, **image_id: str) -> dict
     }
 
 
+PROPS = {"SourceRepository": SOURCE, "SourceTag": TAG, "TargetRepository": TARGET, "TargetTag": TAG}
+
+
+def expect_source_manifest(ecr: Ecr) -> None:
+    """The source tag names a single-platform manifest."""
+    ecr.expect(
+        "batch_get_image",
+        {"repositoryName": SOURCE, "imageIds": [{"imageTag": TAG}], "acceptedMediaTypes": ACCEPTED},
+        image(MANIFEST, DOCKER_V2, MANIFEST_DIGEST, imageTag=TAG),
+    )
+
+
+def expect_target_tag(ecr: Ecr, digest_: str) -> None:
+    """The target repository already has the tag, naming ``digest_``."""
+    ecr.expect(
+        "describe_images",
+        {"repositoryName": TARGET, "imageIds": [{"imageTag": TAG}]},
+        {"imageDetails": [{"imageDigest": digest_, "imageTags": [TAG]}]},
+    )
+
+
 def expect_source_index(ecr: Ecr) -> None:
     ecr.expect(
         "batch_get_image",
@@ -206,16 +227,8 @@ def test_copies_the_amd64_image_of_an_index_part_by_part_skipping_blobs_it_has(e
 
 
 def test_an_existing_tag_with_the_same_image_is_kept(ecr: Ecr) -> None:
-    ecr.expect(
-        "batch_get_image",
-        {"repositoryName": SOURCE, "imageIds": [{"imageTag": TAG}], "acceptedMediaTypes": ACCEPTED},
-        image(MANIFEST, DOCKER_V2, MANIFEST_DIGEST, imageTag=TAG),
-    )
-    ecr.expect(
-        "describe_images",
-        {"repositoryName": TARGET, "imageIds": [{"imageTag": TAG}]},
-        {"imageDetails": [{"imageDigest": MANIFEST_DIGEST, "imageTags": [TAG]}]},
-    )
+    expect_source_manifest(ecr)
+    expect_target_tag(ecr, MANIFEST_DIGEST)
     result = image_copy.copy_image(
         ecr.client, source_repository=SOURCE, source_tag=TAG, target_repository=TARGET,
         target_tag=TAG, opener=opener_of({}, []),
@@ -224,24 +237,13 @@ def test_an_existing_tag_with_the_same_image_is_kept(ecr: Ecr) -> None:
 
 
 def test_an_existing_tag_naming_another_image_is_refused(ecr: Ecr) -> None:
-    ecr.expect(
-        "batch_get_image",
-        {"repositoryName": SOURCE, "imageIds": [{"imageTag": TAG}], "acceptedMediaTypes": ACCEPTED},
-        image(MANIFEST, DOCKER_V2, MANIFEST_DIGEST, imageTag=TAG),
-    )
-    ecr.expect(
-        "describe_images",
-        {"repositoryName": TARGET, "imageIds": [{"imageTag": TAG}]},
-        {"imageDetails": [{"imageDigest": digest("9"), "imageTags": [TAG]}]},
-    )
+    expect_source_manifest(ecr)
+    expect_target_tag(ecr, digest("9"))
     status, reason, _, data = image_copy.handle(
         {
             "RequestType": "Update",
             "PhysicalResourceId": f"{TARGET}:old",
-            "ResourceProperties": {
-                "SourceRepository": SOURCE, "SourceTag": TAG,
-                "TargetRepository": TARGET, "TargetTag": TAG,
-            },
+            "ResourceProperties": PROPS,
         },
         ecr.client,
     )  # fmt: skip
@@ -260,10 +262,7 @@ def test_a_source_tag_missing_from_the_asset_repository_fails_in_one_line(ecr: E
         {
             "RequestType": "Create",
             "LogicalResourceId": "ServingImage166AB411",
-            "ResourceProperties": {
-                "SourceRepository": SOURCE, "SourceTag": TAG,
-                "TargetRepository": TARGET, "TargetTag": TAG,
-            },
+            "ResourceProperties": PROPS,
         },
         ecr.client,
     )  # fmt: skip
@@ -273,19 +272,9 @@ def test_a_source_tag_missing_from_the_asset_repository_fails_in_one_line(ecr: E
 
 
 def test_success_answers_the_target_and_digest(ecr: Ecr) -> None:
-    ecr.expect(
-        "batch_get_image",
-        {"repositoryName": SOURCE, "imageIds": [{"imageTag": TAG}], "acceptedMediaTypes": ACCEPTED},
-        image(MANIFEST, DOCKER_V2, MANIFEST_DIGEST, imageTag=TAG),
-    )
-    ecr.expect(
-        "describe_images",
-        {"repositoryName": TARGET, "imageIds": [{"imageTag": TAG}]},
-        {"imageDetails": [{"imageDigest": MANIFEST_DIGEST, "imageTags": [TAG]}]},
-    )
-    props = {"SourceRepository": SOURCE, "SourceTag": TAG, "TargetRepository": TARGET,
-             "TargetTag": TAG}  # fmt: skip
-    answer = image_copy.handle({"RequestType": "Create", "ResourceProperties": props}, ecr.client)
+    expect_source_manifest(ecr)
+    expect_target_tag(ecr, MANIFEST_DIGEST)
+    answer = image_copy.handle({"RequestType": "Create", "ResourceProperties": PROPS}, ecr.client)
     assert answer[0] == "SUCCESS"
     assert answer[2:] == (f"{TARGET}:{TAG}", {"ImageDigest": MANIFEST_DIGEST})
 
