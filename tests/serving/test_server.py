@@ -19,6 +19,7 @@ import pytest
 from serving import server as server_module
 from serving.processes import alive, children, stop_process_group, wait_until
 from serving.server import BackgroundServer
+from tests.serving.test_contract import request
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,16 +36,6 @@ def conn(server: BackgroundServer) -> Iterator[http.client.HTTPConnection]:
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     yield connection
     connection.close()
-
-
-def request(conn, method, path, body=None, headers=None):
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    return response, response.read()
-
-
-def csv_line(row: list[float]) -> str:
-    return ",".join(repr(v) for v in row)
 
 
 def test_handler_crash_is_a_500_with_a_json_error(server, conn, monkeypatch):
