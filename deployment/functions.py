@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
 from infra.compliance import acknowledge
+from infra.lambda_runtime import LAMBDA_RUNTIME
 from infra.log_retention import encrypted_log_group
 from infra.naming import Naming
 
@@ -34,7 +35,6 @@ POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 # 27 is the newest V3 layer version public references show (mid-2026); a version that does not
 # exist fails the deploy, an older one only lacks newer Powertools features (none used here).
 POWERTOOLS_LAYER_VERSION = 27
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 POWERTOOLS_PYTHON = "python314"
 
 STATE_MACHINE_CONCURRENCY_REASON = (

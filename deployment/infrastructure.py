@@ -42,7 +42,6 @@ from deployment.deploy_workflow import (
 )
 from deployment.execution_role import DATA_CAPTURE_PREFIX, ModelExecutionRole
 from deployment.functions import (
-    LAMBDA_RUNTIME,
     LAMBDAS_DIR,
     POWERTOOLS_LAYER_ACCOUNT,
     POWERTOOLS_LAYER_VERSION,
@@ -59,6 +58,7 @@ from deployment.trigger import (
     TriggerRuleNames,
 )
 from infra.config import InstanceEndpoint, ServerlessEndpoint
+from infra.lambda_runtime import LAMBDA_RUNTIME
 from infra.naming import Naming
 
 __all__ = [

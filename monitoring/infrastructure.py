@@ -45,6 +45,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct, IConstruct
 
 from infra.compliance import acknowledge, acknowledge_all, skip_checkov
+from infra.lambda_runtime import LAMBDA_RUNTIME
 from infra.log_retention import encrypted_log_group
 from infra.naming import STATE_MACHINE_MAX, Naming
 from infra.service_roles import role_for_source
@@ -90,7 +91,6 @@ LAUNCHER_EXCLUDE = (
     *(f"!/monitoring/drift/{name}" for name in LAUNCHER_MODULES),
 )
 LAUNCHER_HANDLER = "monitoring.drift.launch.handler"
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 # Container paths of the job (monitoring/drift/job.py arguments).
 PROCESSING_ROOT = "/opt/ml/processing"

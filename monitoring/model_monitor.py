@@ -42,11 +42,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.compliance import acknowledge, acknowledge_all, acknowledge_grant_actions, skip_checkov
+from infra.lambda_runtime import LAMBDA_RUNTIME
 from infra.log_retention import encrypted_log_group
 from infra.naming import EVENT_RULE_MAX, Naming
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambdas" / "monitor_sync"
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 ENDPOINT_STATE_DETAIL_TYPE = "SageMaker Endpoint State Change"
 #: AWS's documented sample event carries ``IN_SERVICE``; the API's status is ``InService``.
 IN_SERVICE_STATUSES = ("IN_SERVICE", "InService")

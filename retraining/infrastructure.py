@@ -42,6 +42,7 @@ from constructs import Construct
 
 from infra.compliance import acknowledge, acknowledge_basic_execution_role, skip_checkov
 from infra.config import RetrainingConfig
+from infra.lambda_runtime import LAMBDA_RUNTIME
 from infra.log_retention import encrypted_log_group
 from infra.naming import EVENT_RULE_MAX, STATE_MACHINE_MAX, Naming
 from infra.service_roles import role_for_source
@@ -55,7 +56,6 @@ from pipelines.model_build.contract import PARAM_INPUT_DATA_VERSION
 from pipelines.model_build.definition import PARAM_INPUT_DATA, PARAM_TRIGGER_REASON
 
 LAMBDAS_DIR = Path(__file__).resolve().parent.parent / "lambdas"
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 #: The production variant every deployment of this project creates (deployment/workflow.py).
 VARIANT_NAME = "AllTraffic"
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"

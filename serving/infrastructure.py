@@ -30,6 +30,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.compliance import acknowledge_all, skip_checkov
+from infra.lambda_runtime import LAMBDA_RUNTIME
 from infra.log_retention import encrypted_log_group
 from infra.naming import Naming
 from serving.image_context import CONTEXT_EXCLUDE, DOCKERFILE
@@ -163,7 +164,7 @@ class ServingImage(Construct):
                 f"{naming.prefix}: copies the serving image from the CDK asset repository into "
                 f"{target_name} (deploy time only)"
             ),
-            runtime=lambda_.Runtime.PYTHON_3_14,
+            runtime=LAMBDA_RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler=COPY_HANDLER,
             code=lambda_.Code.from_asset(

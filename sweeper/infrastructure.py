@@ -44,6 +44,7 @@ from constructs import Construct
 
 from infra.compliance import acknowledge, acknowledge_all, acknowledge_basic_execution_role
 from infra.config import DEPLOYED_BY_BRANCH_TAG, EPHEMERAL_TTL_TAG
+from infra.lambda_runtime import LAMBDA_RUNTIME
 from infra.log_retention import encrypted_log_group
 from infra.naming import Naming
 from infra.service_roles import role_for_source
@@ -59,7 +60,6 @@ ASSET_FILES = {
     "sweeper/__init__.py": REPO_ROOT / "sweeper" / "__init__.py",
     "sweeper/teardown.py": REPO_ROOT / "sweeper" / "teardown.py",
 }
-LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
 #: A pass waits for stack deletions: the Lambda maximum; what is left, the next run continues.
 TIMEOUT = cdk.Duration.minutes(15)
 SAGEMAKER_KINDS = (

@@ -1,7 +1,7 @@
 """The layout's floors: each module may import only from its own floor or the floors below.
 
     ground        infra/{config,naming,compliance,service_roles,log_retention,state_machines,
-                  cfn_hygiene,workspace}
+                  lambda_runtime,cfn_hygiene,workspace}
     capabilities  data_lake pipelines deployment lambdas serving monitoring retraining ingestion
                   sweeper audit costing studio (one folder per capability)
     stacks        stacks/ (compose and wire the capabilities of a stage)
@@ -35,6 +35,7 @@ FLOORS: dict[str, int] = {
     "infra.service_roles": GROUND,
     "infra.log_retention": GROUND,
     "infra.state_machines": GROUND,
+    "infra.lambda_runtime": GROUND,
     "infra.cfn_hygiene": GROUND,
     "infra.workspace": GROUND,
     "data_lake": CAPABILITIES,
