@@ -3,8 +3,9 @@
     python -m pipelines.model_build.local_run [--work-dir .work/pipeline-local]
         [--input PATH] [--threshold 0.9] [--data-version LABEL]
 
-Steps run in the pipeline's order, each script as a subprocess with exactly the argument list of
-``contract.py``. Each step gets its own "container" under ``<work>/steps/<Step>/``: every
+Steps run in the pipeline's order, each script in its own process with exactly the argument list
+of ``contract.py`` (forked from a helper that has imported pandas, scikit-learn and XGBoost once:
+``step_process.py``). Each step gets its own "container" under ``<work>/steps/<Step>/``: every
 ``/opt/ml/...`` path is mapped to ``<work>/steps/<Step>/opt/ml/...``, inputs are copied in
 before the step (as SageMaker downloads them from S3), the step's code is copied to where
 SageMaker puts it (so a script importing something it is not shipped with fails here too), and
@@ -28,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import time
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.model_build import contract as c
+from pipelines.model_build.step_process import StepProcesses, third_party_modules
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORK_DIR = Path(".work/pipeline-local")
@@ -46,6 +47,14 @@ EXIT_REGISTER = 0
 EXIT_STEP_FAILED = 1
 EXIT_CONDITION_FAILED = 3
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+
+
+def step_imports() -> tuple[str, ...]:
+    """The third-party modules the step scripts and the training code import (preloaded once
+    by :class:`~pipelines.model_build.step_process.StepProcesses`' helper)."""
+    files = [REPO_ROOT / spec.script for spec in c.PROCESSING_STEPS]
+    files += sorted((REPO_ROOT / c.TRAIN.source_dir).glob("*.py"))
+    return third_party_modules(files)
 
 
 class StepFailed(Exception):
@@ -168,6 +177,7 @@ class LocalPipeline:
         data_version: str | None = None,
         python: str = sys.executable,
         echo: Callable[[str], None] = print,
+        fork: bool | None = None,
     ) -> None:
         self.work_dir = work_dir.resolve()
         self.input_path = input_path.resolve()
@@ -175,6 +185,7 @@ class LocalPipeline:
         self.data_version = data_version
         self.python = python
         self.echo = echo
+        self.processes = StepProcesses(python, step_imports(), fork=fork)
 
     # ---- layout ---------------------------------------------------------------------------
 
@@ -219,9 +230,7 @@ class LocalPipeline:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.update({"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"})
         env.update(env_overrides)
-        completed = subprocess.run(
-            command, cwd=cwd, env=env, capture_output=True, text=True, check=False
-        )
+        completed = self.processes.run(command, cwd=cwd, env=env)
         log = self.log_path(step)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(

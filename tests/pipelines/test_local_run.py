@@ -111,20 +111,20 @@ def test_runs_are_deterministic(first_run: Run, second_run: Run) -> None:
         assert one == (second_run.work_dir / relative).read_bytes(), relative
 
 
-def test_step_failure_exits_non_zero_with_one_line(tmp_path: Path) -> None:
+def test_step_failure_exits_non_zero_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("".join(BUNDLED_CSV.read_text().splitlines(keepends=True)[:13]))
-    completed = subprocess.run(
-        [sys.executable, "-m", "pipelines.model_build.local_run", "--work-dir",
-         str(tmp_path / "work"), "--input", str(bad)],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 1
-    assert "Traceback" not in completed.stderr
-    assert completed.stderr.splitlines()[0] == (
-        "Preprocess failed: /opt/ml/processing/input/raw/bad.csv: too few rows (12 < 50)"
-    )
-    assert "Preprocess" in completed.stdout and "FAILED" in completed.stdout
+    # main() is the command's exit status (`sys.exit(main())`); an exception would escape here.
+    code = local_run.main(["--work-dir", str(tmp_path / "work"), "--input", str(bad)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.splitlines() == [
+        "Preprocess failed: /opt/ml/processing/input/raw/bad.csv: too few rows (12 < 50)",
+        f"log: {tmp_path / 'work' / 'logs' / 'Preprocess.log'}",
+    ]
+    assert "Preprocess" in out and "FAILED" in out
 
 
 def test_refuses_to_clear_a_foreign_work_dir(tmp_path: Path) -> None:
