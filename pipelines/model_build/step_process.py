@@ -7,9 +7,10 @@ the 1.5 seconds of Preprocess, Train and Evaluate each). So a helper process (th
 imports, once, the third-party modules the step scripts import, and forks a child per step:
 
 * the child changes to the step's directory, replaces its whole environment with the step's,
-  reads stdin from ``/dev/null`` (as the helper does), writes stdout and stderr to files, puts the script's own
-  directory first on ``sys.path`` and runs the script as ``__main__`` (``runpy``): an uncaught
-  exception prints its traceback and exits 1, ``sys.exit(x)`` exits as the interpreter would;
+  reads stdin from ``/dev/null`` (as the helper does), writes stdout and stderr to files, puts
+  the script's own directory first on ``sys.path`` and runs the script as ``__main__``
+  (``runpy``): an uncaught exception prints its traceback and exits 1, ``sys.exit(x)`` exits as
+  the interpreter would;
 * the helper runs in isolated mode (``python -I``: no ``PYTHONPATH``, no current directory, no
   user site-packages on ``sys.path``), so a script importing a module of this repository that it
   is not shipped with fails here as it fails in the container;
