@@ -19,6 +19,10 @@ export SAGEMAKER_VALIDATE_ROLE := false
 # them each pytest worker re-rewrites every test module's asserts and every Python subprocess
 # recompiles what it imports (about 3 s of CPU per worker per run). __pycache__/ is gitignored.
 TEST_ENV := PYTHONDONTWRITEBYTECODE=
+# Two workers (CI's two cores). worksteal hands each worker a contiguous half of the suite and
+# moves work only when one runs dry: a module's tests stay on one worker (its module- and
+# session-scoped fixtures are built once, not once per worker) and both workers end together.
+PYTEST_WORKERS := -n 2 --dist worksteal
 
 BRANCH ?=
 # YES=1: no prompts (the branch workflows): cdk deploy --require-approval never, teardown
@@ -74,7 +78,7 @@ synth: install ## synthesize every stage into cdk.out/ (BRANCH=feat/x adds that 
 	$(PY) -m costing cdk.out
 
 test: install container-venv ## the test suite (what CI runs)
-	$(TEST_ENV) $(PY) -m pytest -n 2 -q
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_WORKERS) -q
 
 container-venv: install ## test-only venv: the SageMaker XGBoost 1.7-1 image's serving stack (Python 3.8)
 	$(PY) -m serving.container_env

@@ -132,10 +132,14 @@ def cold_definitions() -> dict[str, Any]:
     return data
 
 
+#: As the Makefile's PYTEST_WORKERS (`make test`); a test keeps the two the same.
+PYTEST_WORKERS = ("-n", "2", "--dist", "worksteal")
+
+
 def test_suite() -> tuple[float, str]:
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "2", "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", *PYTEST_WORKERS, "-q", "-p", "no:cacheprovider"],
         cwd=REPO_ROOT,
         env=tool_env() | {"PYTHONDONTWRITEBYTECODE": ""},  # as `make test` runs it
         capture_output=True,
