@@ -285,7 +285,8 @@ def share_botocore_data_files() -> None:
     about a tenth of the deployment tests' CPU. Here the parsed files are kept for the whole
     test process, as one session keeps them for all its clients: every client of a session
     already shares these objects, so sharing them between sessions changes nothing else.
-    A file is keyed by its full path; a missing file is looked up every time, as before."""
+    A file is keyed by its full path; a missing file is looked up every time, as before; the
+    list of services is keyed by the Loader's search paths and the model type."""
     from botocore import loaders
 
     file_loader = loaders.JSONFileLoader
@@ -303,6 +304,20 @@ def share_botocore_data_files() -> None:
 
     load_file.shared = True  # type: ignore[attr-defined]
     file_loader._load_file = load_file
+
+    # Each new Loader also lists the data directories again (~400 services: a listdir and
+    # isfile calls per service, per model type) to answer "which services exist": the same
+    # answer for the same search paths.
+    list_uncached = loaders.Loader.list_available_services
+
+    def list_available_services(self: Any, type_name: str) -> Any:
+        key = f"{type_name}\0" + "\0".join(self.search_paths)
+        listed = _BOTOCORE_DATA.get(key)
+        if listed is None:
+            listed = _BOTOCORE_DATA[key] = list_uncached(self, type_name)
+        return listed
+
+    loaders.Loader.list_available_services = list_available_services  # type: ignore[method-assign]
 
 
 share_botocore_data_files()
