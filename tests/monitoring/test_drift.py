@@ -26,6 +26,7 @@ from monitoring.drift.core import DriftInputError
 from pipelines.model_build.contract import BUNDLED_DATASET
 from tests.botocore_shapes import validate
 from tests.conftest import no_network
+from tests.monitoring.drift_memo import shared_drift_runs
 
 REPO = Path(__file__).resolve().parents[2]
 # Importing evidently 0.7.23 warns about its own dependencies (numpy.core, litestar's DI API).
@@ -57,7 +58,11 @@ def drift_local(
         done = root / "drift-local.json"
         if not done.exists():
             stdout = io.StringIO()
-            with no_network() as attempts, contextlib.redirect_stdout(stdout):
+            with (
+                no_network() as attempts,
+                contextlib.redirect_stdout(stdout),
+                shared_drift_runs(),  # the drift workflow's tests run the same two comparisons
+            ):
                 code = local_run.main(["--output-dir", str(out)])
             run = {"code": code, "stdout": stdout.getvalue(), "network_attempts": attempts}
             done.write_text(json.dumps(run))

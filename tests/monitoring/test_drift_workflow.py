@@ -19,6 +19,7 @@ from infra.app_builder import load_cdk_json_context
 from infra.config import CONTEXT_KEY, load_config
 from monitoring.drift import batches, job, metrics
 from pipelines.model_build.contract import BUNDLED_DATASET
+from tests.monitoring.drift_memo import shared_drift_runs
 from tests.monitoring.drift_moto import (
     BUCKET,
     JOB_ROLE_ARN,
@@ -98,7 +99,8 @@ def harness(
     harness = Harness(arn, queue_url, tmp_path)
     in_process_launcher(monkeypatch, harness.lambda_events)
     sagemaker_sync(monkeypatch, tmp_path, harness.jobs)
-    yield harness
+    with shared_drift_runs():  # drift_local compares the same batches at the same hour
+        yield harness
 
 
 def serve(naming: Any, *, with_baseline: bool = True) -> str:
