@@ -23,9 +23,13 @@ class Run:
     lines: list[str]
 
 
-def execute(work_dir: Path, threshold: float, input_path: Path = BUNDLED_CSV) -> Run:
+def execute(
+    work_dir: Path, threshold: float, input_path: Path = BUNDLED_CSV, *, fork: bool | None = None
+) -> Run:
     lines: list[str] = []
-    pipeline = local_run.LocalPipeline(work_dir, input_path, threshold, echo=lines.append)
+    pipeline = local_run.LocalPipeline(
+        work_dir, input_path, threshold, echo=lines.append, fork=fork
+    )
     result = pipeline.run()
     local_run.report(result, echo=lines.append)
     return Run(work_dir, result, lines)
@@ -38,10 +42,12 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 @pytest.fixture(scope="session")
 def second_run(tmp_path_factory: pytest.TempPathFactory, first_run: Run) -> Run:
-    """The same pipeline again, with a threshold just above the AUC the first run achieved."""
+    """The same pipeline again, with a threshold just above the AUC the first run achieved, its
+    steps as plain subprocesses (each with its own hash seed): the first run's steps were forked
+    from the step helper, so identical outputs also show the helper changes nothing."""
     assert first_run.result.auc is not None
     threshold = first_run.result.auc + 0.001
-    return execute(tmp_path_factory.mktemp("local-run-2"), threshold)
+    return execute(tmp_path_factory.mktemp("local-run-2"), threshold, fork=False)
 
 
 def test_bundled_dataset_would_be_registered(first_run: Run) -> None:
