@@ -19,9 +19,12 @@ imports, once, the third-party modules the step scripts import, and forks a chil
 * what the helper preloads is found by reading the scripts' import statements (:func:`imports`)
   and keeping the modules that are neither the standard library's nor shipped with the scripts.
 
-Where ``os.fork`` does not exist, or the helper cannot start or dies, a step runs as a plain
-subprocess instead: slower, the same result. One helper per interpreter and preload list lives
-as long as the process that started it (a second run in that process reuses it).
+The helper is used on Linux, where forking a process that has loaded native libraries but
+started no threads in them is safe; macOS documents fork without exec as unsafe once system
+frameworks are loaded (numpy may link Accelerate). Elsewhere, or when the helper cannot start
+or dies, a step runs as a plain subprocess instead: slower, the same result. One helper per
+interpreter and preload list lives as long as the process that started it (a second run in that
+process reuses it).
 
 This module is run as a script for the helper, so it imports only the standard library.
 """
@@ -149,6 +152,9 @@ class _Zygote:
             self.process.stdout.close()
 
 
+#: Where steps fork from the helper unless told otherwise (see the module's docstring).
+FORK_BY_DEFAULT = sys.platform.startswith("linux") and hasattr(os, "fork")
+
 _HELPERS: dict[tuple[str, tuple[str, ...]], _Zygote | None] = {}
 _HELPERS_LOCK = threading.Lock()
 
@@ -171,7 +177,7 @@ class StepProcesses:
     def __init__(self, python: str, preload: Sequence[str], *, fork: bool | None = None) -> None:
         self.python = python
         self.preload = tuple(preload)
-        self.fork = hasattr(os, "fork") if fork is None else fork
+        self.fork = FORK_BY_DEFAULT if fork is None else fork
 
     def _helper(self) -> _Zygote | None:
         key = (self.python, self.preload)

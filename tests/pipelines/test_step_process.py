@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.model_build import local_run
+from pipelines.model_build import local_run, step_process
 from pipelines.model_build.step_process import (
     _HELPERS,
     Completed,
@@ -197,3 +197,15 @@ def test_the_pipeline_preloads_what_its_scripts_import() -> None:
     for name in ("numpy", "pandas", "sklearn.model_selection", "sklearn.metrics", "xgboost"):
         assert name in preload
     assert not [n for n in preload if n.partition(".")[0] in ("pipelines", "model_format")]
+
+
+def test_off_linux_steps_are_plain_subprocesses(
+    scripts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(step_process, "FORK_BY_DEFAULT", False)
+    preload = ("json", "string")  # no helper exists for these yet: none may be started
+    processes = StepProcesses(sys.executable, preload)
+    assert processes.fork is False
+    done = processes.run([sys.executable, str(scripts / "exit-3.py")], tmp_path, {})
+    assert (done.returncode, done.stdout) == (3, "before\n")
+    assert (sys.executable, preload) not in _HELPERS
