@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{sum(definitions):7.2f} s  (first, with the SDK import, {definitions[0]:.2f} s)"
         )
     if suite is not None:
-        print(f"{'test suite (pytest -n 2, one run)':<{width}}{suite[0]:7.2f} s  {suite[1]}")
+        label = f"test suite (pytest {' '.join(PYTEST_WORKERS)}, one run)"
+        print(f"{label:<{width}}{suite[0]:7.2f} s  {suite[1]}")
     return 0
 
 
