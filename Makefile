@@ -23,6 +23,9 @@ TEST_ENV := PYTHONDONTWRITEBYTECODE=
 # moves work only when one runs dry: a module's tests stay on one worker (its module- and
 # session-scoped fixtures are built once, not once per worker) and both workers end together.
 PYTEST_WORKERS := -n 2 --dist worksteal
+JSII_WARM_UP := import aws_cdk as cdk, cdk_nag; app = cdk.App(); \
+	cdk.CfnWaitConditionHandle(cdk.Stack(app, "Warm"), "Handle"); cdk_nag.AwsSolutionsChecks(); \
+	app.synth()
 
 BRANCH ?=
 # YES=1: no prompts (the branch workflows): cdk deploy --require-approval never, teardown
@@ -56,6 +59,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	@# set it) would compile aws_cdk's modules from source on every synth.
 	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	$(PY) -O -m compileall -q -j 0 $(addprefix $$site/,$(OPTIMIZED_PACKAGES)) >/dev/null
+	@# jsii unpacks each construct library into its package cache (~/.cache/aws/jsii) the first
+	@# time a process loads it, and writes its type index there at the first lookup: about 8 s of
+	@# CPU, paid once here (a one-resource app, not written anywhere kept) instead of by the first
+	@# synth or test run after a fresh install. Every later process reuses them.
+	$(PY) -c '$(JSII_WARM_UP)'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json $(VENV)/.installed
