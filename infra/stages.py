@@ -114,20 +114,14 @@ class MlopsStage(cdk.Stage):
         self.deployment.add_stack_dependency(self.stateful)
         if feature_store is not None and env.feature_store.online:  # record_id requests
             feature_store.grant_online_read(self.deployment.deployment.execution_role)
-        self.operations = OperationsStack(
+        self.operations = OperationsStack.on_lake(
             self,
             "Operations",
             stack_name=naming.stack("operations"),
             description=f"{description}: continuous operations (ingestion, retraining, monitoring)",
             termination_protection=self.termination_protection,
             config=config,
-            key=lake.key,
-            raw_bucket=lake.raw_bucket,
-            curated_bucket=lake.curated_bucket,
-            artifacts_bucket=lake.artifacts_bucket,
-            etl_job_name=lake.etl_job_name,
-            crawler_name=str(lake.crawler.name),
-            database_name=lake.database_name,
+            lake=lake,
             pipeline_name=self.model_build.model_build.pipeline_name,
         )
         self.operations.add_stack_dependency(self.stateful)

@@ -22,6 +22,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from data_lake.infrastructure import DataLake
 from deployment.infrastructure import DATA_CAPTURE_PREFIX
 from deployment.workflow import VARIANT_NAME
 from infra.compliance import acknowledge, skip_checkov
@@ -145,6 +146,34 @@ class OperationsStack(cdk.Stack):
     ``dead_letter_queue``, ``pipeline_notifications``, ``ingestion`` (None when
     ``ingestion.enabled`` is false) and the resources it was given, for constructs added
     later."""
+
+    @classmethod
+    def on_lake(
+        cls,
+        scope: Construct,
+        id_: str,
+        *,
+        config: StageConfig,
+        lake: DataLake,
+        pipeline_name: str,
+        **kwargs: Any,
+    ) -> OperationsStack:
+        """The stack wired to ``lake`` (the stage's stateful data lake): its key, buckets and
+        the Glue job, crawler and database it names."""
+        return cls(
+            scope,
+            id_,
+            config=config,
+            key=lake.key,
+            raw_bucket=lake.raw_bucket,
+            curated_bucket=lake.curated_bucket,
+            artifacts_bucket=lake.artifacts_bucket,
+            etl_job_name=lake.etl_job_name,
+            crawler_name=str(lake.crawler.name),
+            database_name=lake.database_name,
+            pipeline_name=pipeline_name,
+            **kwargs,
+        )
 
     def __init__(
         self,

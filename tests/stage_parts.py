@@ -53,19 +53,8 @@ def operations_stack(
     builds it)."""
     from stacks.operations_stack import OperationsStack
 
-    lake = stateful.lake
-    return OperationsStack(
-        stage,
-        "Operations",
-        config=config,
-        key=lake.key,
-        raw_bucket=lake.raw_bucket,
-        curated_bucket=lake.curated_bucket,
-        artifacts_bucket=lake.artifacts_bucket,
-        etl_job_name=lake.etl_job_name,
-        crawler_name=str(lake.crawler.name),
-        database_name=lake.database_name,
-        pipeline_name=pipeline_name,
+    return OperationsStack.on_lake(
+        stage, "Operations", config=config, lake=stateful.lake, pipeline_name=pipeline_name
     )
 
 
