@@ -80,15 +80,8 @@ def third_party_modules(files: Iterable[Path]) -> tuple[str, ...]:
     found: set[str] = set()
     for path in paths:
         found |= imports(path.read_text(encoding="utf-8"))
-    return tuple(
-        sorted(
-            name
-            for name in found
-            if name.partition(".")[0] not in sys.stdlib_module_names
-            and name.partition(".")[0] not in local
-            and name != "__future__"
-        )
-    )
+    own = sys.stdlib_module_names | local  # the standard library lists __future__ too
+    return tuple(sorted(name for name in found if name.partition(".")[0] not in own))
 
 
 class _Zygote:
